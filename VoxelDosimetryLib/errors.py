@@ -1,0 +1,32 @@
+"""Typed errors. Every message names the problem and how to fix it."""
+from __future__ import annotations
+
+
+class VoxelDosimetryError(Exception):
+    """Base class of every error this library raises on purpose."""
+
+
+class GridMismatchError(VoxelDosimetryError, ValueError):
+    """Two volumes that must share a voxel grid do not."""
+
+
+class UnitError(VoxelDosimetryError, ValueError):
+    """A quantity or unit is unknown, missing or incompatible."""
+
+
+class InputFormatError(VoxelDosimetryError, ValueError):
+    """A file or array cannot be read or is malformed."""
+
+
+class MissingMetadataError(VoxelDosimetryError, KeyError):
+    """Metadata needed for the requested operation is absent from the input."""
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownNuclideError(VoxelDosimetryError, KeyError):
+    """A radionuclide name is not in the decay database."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

@@ -1,0 +1,1 @@
+"""Reading and writing volumes (NRRD, NIfTI, MHD/MHA, Interfile, DICOM) with geometry and units."""
