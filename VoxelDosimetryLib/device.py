@@ -1,0 +1,42 @@
+"""Compute-device selection shared by every torch component: "auto", "cpu", "cuda" or "cuda:N"."""
+from __future__ import annotations
+
+from VoxelDosimetryLib.errors import VoxelDosimetryError
+
+
+class DeviceError(VoxelDosimetryError, ValueError):
+    """The requested compute device does not exist on this machine."""
+
+
+def resolve_device(device: str = "auto"):
+    """torch.device for `device`; "auto" picks CUDA when available, else CPU."""
+    import torch
+
+    name = (device or "auto").strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceError(f"Device {device!r} was requested but CUDA is not available here "
+                              f"(torch {torch.__version__}). Use --device cpu or --device auto.")
+        dev = torch.device(name)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(f"{device!r} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s).")
+        return dev
+    raise DeviceError(f"Unknown device {device!r}; use auto, cpu, cuda or cuda:N.")
+
+
+def describe_devices() -> dict:
+    """Torch version and the devices it can use (for `voxeldosimetry info`)."""
+    import torch
+
+    info = {"torch": torch.__version__, "cuda_available": bool(torch.cuda.is_available()),
+            "auto": str(resolve_device("auto")), "cpu_threads": torch.get_num_threads(), "cuda_devices": []}
+    if info["cuda_available"]:
+        for i in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(i)
+            info["cuda_devices"].append({"index": i, "name": props.name,
+                                         "memory_gib": round(props.total_memory / 2**30, 1)})
+    return info

@@ -1,0 +1,136 @@
+"""Case folder layout (DESIGN.md): case.json + ct.nrrd + spect_<t>.nrrd (+ truth, labels, mc/)."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from VoxelDosimetryLib.errors import InputFormatError
+from VoxelDosimetryLib.physics import get_nuclide
+from VoxelDosimetryLib.volume import Volume
+
+CASE_FORMAT = "voxeldosimetry-case"
+CASE_VERSION = 1
+
+
+@dataclass
+class Timepoint:
+    """One imaging time: hours after injection and the files (relative to the case folder)."""
+
+    time_h: float
+    spect: str
+    activity_true: str | None = None
+    acquisition_datetime: str | None = None
+
+    @property
+    def time_s(self) -> float:
+        return self.time_h * 3600.0
+
+
+@dataclass
+class Case:
+    """A patient case: metadata plus file names; volumes load on demand from `folder`."""
+
+    id: str
+    nuclide: str
+    timepoints: list[Timepoint]
+    ct: str = "ct.nrrd"
+    patient_id: str | None = None
+    injection_datetime: str | None = None
+    administered_activity_bq: float | None = None
+    labels: str | None = None
+    label_names: dict[str, str] = field(default_factory=dict)
+    tia: str | None = None
+    mc: dict | None = None
+    notes: dict = field(default_factory=dict)
+    folder: Path | None = None
+
+    def validate(self) -> None:
+        """Raise InputFormatError naming every problem (missing files, bad times, unknown nuclide)."""
+        problems = []
+        get_nuclide(self.nuclide)  # raises UnknownNuclideError with suggestions
+        if not self.timepoints:
+            problems.append("no timepoints are listed")
+        times = [tp.time_h for tp in self.timepoints]
+        if any(t <= 0 for t in times):
+            problems.append(f"timepoint times must be > 0 h after injection; got {times}")
+        if times != sorted(times) or len(set(times)) != len(times):
+            problems.append(f"timepoint times must be strictly increasing; got {times}")
+        if self.administered_activity_bq is not None and not self.administered_activity_bq > 0:
+            problems.append(f"administered_activity_bq must be positive; got {self.administered_activity_bq}")
+        if self.injection_datetime:
+            try:
+                datetime.fromisoformat(self.injection_datetime)
+            except ValueError:
+                problems.append(f"injection_datetime {self.injection_datetime!r} is not ISO 8601 (YYYY-MM-DDTHH:MM:SS)")
+        if self.folder is not None:
+            files = [self.ct] + [tp.spect for tp in self.timepoints]
+            files += [f for f in [self.labels, self.tia] + [tp.activity_true for tp in self.timepoints] if f]
+            problems += [f"file {name!r} is missing from {self.folder}" for name in files
+                         if not (self.folder / name).exists()]
+        if problems:
+            raise InputFormatError("Invalid case " + repr(self.id) + ": " + "; ".join(problems) + ".")
+
+    def path(self, name: str) -> Path:
+        if self.folder is None:
+            raise InputFormatError(f"Case {self.id!r} has no folder; read it with read_case() or write it first.")
+        return self.folder / name
+
+    def load_ct(self) -> Volume:
+        from VoxelDosimetryLib.io import read_volume
+        return read_volume(self.path(self.ct), quantity="ct")
+
+    def load_spect(self, index: int) -> Volume:
+        from VoxelDosimetryLib.io import read_volume
+        return read_volume(self.path(self.timepoints[index].spect))
+
+    def load_labels(self) -> Volume | None:
+        from VoxelDosimetryLib.io import read_volume
+        return None if self.labels is None else read_volume(self.path(self.labels), quantity="labels")
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data.pop("folder")
+        return {"format": CASE_FORMAT, "version": CASE_VERSION, **data}
+
+
+def read_case(folder: str | Path) -> Case:
+    """Read and validate `folder/case.json`."""
+    folder = Path(folder)
+    path = folder / "case.json"
+    if not path.is_file():
+        raise InputFormatError(f"{path} not found: a case folder needs a case.json (see docs/CASE_FORMAT.md).")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputFormatError(f"{path} is not valid JSON: {exc}.") from exc
+    if data.pop("format", None) != CASE_FORMAT:
+        raise InputFormatError(f"{path} is not a VoxelDosimetry case (\"format\": \"{CASE_FORMAT}\" missing).")
+    version = data.pop("version", None)
+    if version != CASE_VERSION:
+        raise InputFormatError(f"{path} has case format version {version}; this library reads version {CASE_VERSION}.")
+    for key in ("id", "nuclide", "timepoints"):
+        if key not in data:
+            raise InputFormatError(f"{path} lacks the required field {key!r}.")
+    try:
+        timepoints = [Timepoint(**tp) for tp in data.pop("timepoints")]
+        case = Case(timepoints=timepoints, folder=folder, **data)
+    except TypeError as exc:
+        raise InputFormatError(f"{path} has an unexpected field: {exc}.") from exc
+    case.validate()
+    return case
+
+
+def write_case(case: Case, folder: str | Path, volumes: dict[str, Volume]) -> Case:
+    """Write the volumes (file name -> Volume, names as listed in `case`) and case.json into `folder`."""
+    from VoxelDosimetryLib.io import write_volume
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, volume in volumes.items():
+        write_volume(volume, folder / name)
+    written = Case(**{**{k: getattr(case, k) for k in case.__dataclass_fields__}, "folder": folder})
+    (folder / "case.json").write_text(json.dumps(written.to_json(), indent=2) + "\n")
+    written.validate()
+    return written
