@@ -15,7 +15,8 @@ def simulate_spect(activity: Volume, spect_grid: Grid, fwhm_mm: float = 10.0, se
                    duration_s: float = 1500.0, seed: int | None = 0) -> Volume:
     """SPECT image (Bq/mL) of a true activity map: Gaussian PSF of `fwhm_mm`, activity-conserving
     resampling to `spect_grid`, and Poisson noise for `duration_s` of acquisition at the given sensitivity
-    (seed None: no noise). Total activity is preserved in expectation.
+    (seed None: no noise). Total activity is preserved in expectation, except what the blur carries
+    beyond the edges of the source grid.
     """
     activity.require_quantity("activity_concentration")
     if fwhm_mm < 0 or duration_s <= 0 or sensitivity_cps_per_mbq <= 0:

@@ -110,7 +110,7 @@ def build_virtual_patient(voxel_mm: float = 4.0, shape_zyx: tuple[int, int, int]
     if voxel_mm <= 0:
         raise InputFormatError(f"voxel_mm must be positive; got {voxel_mm}.")
     if shape_zyx is None:
-        shape_zyx = tuple(int(np.ceil(extent / voxel_mm)) for extent in (336.0, 240.0, 360.0))
+        shape_zyx = tuple(int(np.ceil(extent / voxel_mm)) for extent in (384.0, 264.0, 384.0))  # margins >= 22 mm
     shape = tuple(int(s) for s in shape_zyx)
     origin = tuple(-(n - 1) * voxel_mm / 2.0 for n in (shape[2], shape[1], shape[0]))
     grid = Grid(shape, (voxel_mm,) * 3, origin)

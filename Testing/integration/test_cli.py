@@ -1,0 +1,64 @@
+"""The `voxeldosimetry` command line: info, convert, demo, errors and exit codes."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from VoxelDosimetryLib import Volume
+from VoxelDosimetryLib.cli.main import main
+from VoxelDosimetryLib.io import read_volume, write_volume
+
+
+def test_info_lists_versions_device_and_nuclides(capsys):
+    assert main(["info", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["devices"]["auto"] in ("cpu", "cuda")
+    lu = [n for n in info["nuclides"] if n["name"] == "Lu-177"][0]
+    assert lu["electrons_kev_per_decay"] == pytest.approx(147.9, rel=0.005)
+    assert lu["photons_kev_per_decay"] == pytest.approx(35.1, rel=0.005)
+    assert {"Lu-177", "Y-90", "I-131", "Tb-161", "Ga-68", "Tc-99m"} <= {n["name"] for n in info["nuclides"]}
+    assert main(["info"]) == 0
+    assert "Lu-177" in capsys.readouterr().out
+
+
+def test_convert_keeps_geometry_and_converts_units(tmp_path, capsys, oblique_direction):
+    vol = Volume(np.arange(60, dtype=np.float32).reshape(3, 4, 5), spacing=(1.1, 2.2, 3.3), origin=(-5, 6, -7),
+                 direction=oblique_direction, quantity="activity_concentration", unit="MBq/mL")
+    src = write_volume(vol, tmp_path / "in.nrrd")
+    assert main(["convert", str(src), str(tmp_path / "out.nii.gz"), "--to-unit", "Bq/mL"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["unit"] == "Bq/mL"
+    out = read_volume(tmp_path / "out.nii.gz")
+    assert out.grid == vol.grid and out.unit == "Bq/mL"
+    assert np.allclose(out.array, vol.array * 1e6)
+
+
+def test_convert_errors_exit_nonzero_with_a_message(tmp_path, capsys):
+    assert main(["convert", str(tmp_path / "missing.nrrd"), str(tmp_path / "x.nrrd")]) == 1
+    assert "error" in capsys.readouterr().err
+    vol = write_volume(Volume(np.zeros((2, 2, 2)), quantity="dose"), tmp_path / "d.nrrd")
+    assert main(["convert", str(vol), str(tmp_path / "x.nrrd"), "--to-unit", "Bq"]) == 1
+    assert "Cannot convert" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        main(["convert"])
+    assert usage.value.code == 2
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert "liver" in out and "Lu-177" in out
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert [row["time_h"] for row in summary["timepoints"]] == [4.0, 24.0, 96.0, 168.0]
+    case = json.loads((tmp_path / "demo" / "case" / "case.json").read_text())
+    truth = case["notes"]["true_organ_tia_bq_s"]
+    assert truth["liver"] > truth["kidney_left"] > 0
+    # the SPECT keeps the true total activity: compare with the truth volume at each time
+    for row, tp in zip(summary["timepoints"], case["timepoints"]):
+        true = read_volume(tmp_path / "demo" / "case" / tp["activity_true"])
+        true_total = true.array.sum() * true.voxel_volume_ml
+        assert row["total_activity_bq"] == pytest.approx(true_total, rel=0.01)
+    assert (tmp_path / "demo" / "converted" / "density.nrrd").exists()
