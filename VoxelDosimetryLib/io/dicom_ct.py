@@ -566,7 +566,7 @@ def ct_metadata(header: Any, stack: SliceStack, source: str, uid: str) -> dict:
     kvp = get_float(header, "KVP")
     return {
         "reader": "VoxelDosimetryLib.io.dicom_ct",
-        "source": source,
+        "source": {"path": source, "format": "dicom"},
         "Modality": get_str(header, "Modality"),
         "PatientPosition": get_str(header, "PatientPosition"),
         "StudyInstanceUID": get_str(header, "StudyInstanceUID"),

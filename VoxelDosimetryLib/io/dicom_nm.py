@@ -856,7 +856,7 @@ def _make_volume(values: np.ndarray, grid: Grid, mapping: ValueMapping, meta: NM
         unit = mapping.unit
     metadata = {
         "reader": "VoxelDosimetryLib.io.dicom_nm",
-        "source": source,
+        "source": {"path": source, "format": "dicom"},
         "Modality": meta.modality,
         "PatientPosition": meta.patient_position,
         "StudyInstanceUID": meta.study_instance_uid,
