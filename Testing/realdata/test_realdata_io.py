@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from conftest import require_data
 from VoxelDosimetryLib.io import read_volume, write_volume
 from VoxelDosimetryLib.volume.volume import Volume
 
@@ -18,14 +19,6 @@ pytestmark = pytest.mark.realdata
 
 WRITE_NAMES = ("rt.nrrd", "rt.nhdr", "rt.nii.gz", "rt.nii", "rt.mha", "rt.mhd", "rt.h33")
 LIVER, SPLEEN = 5, 1
-
-
-def require_data(test_data_dir: Path, *relative: str) -> Path:
-    """A file of the data folder; skips with the reason when it is missing (as conftest.require_data)."""
-    path = test_data_dir.joinpath(*relative)
-    if not path.exists():
-        pytest.skip(f"{path} is missing from the test data folder.")
-    return path
 
 
 def _landmarks(shape_zyx: tuple, extra: list) -> np.ndarray:
