@@ -10,11 +10,11 @@ import zipfile
 from pathlib import Path
 
 from VoxelDosimetryLib.errors import InputFormatError
-from VoxelDosimetryLib.io.dicom_ct import (DicomCollection, SeriesInfo, _read_header, describe_series, get_float,
-                                          get_str, read_ct_from_collection, read_dicom_ct_series, select_series,
-                                          write_dicom_ct_series)
-from VoxelDosimetryLib.io.dicom_nm import (NMMetadata, _image_kind, _projection_error, read_dicom_spect,
+from VoxelDosimetryLib.io.dicom_ct import read_ct_from_collection, read_dicom_ct_series, write_dicom_ct_series
+from VoxelDosimetryLib.io.dicom_files import DicomCollection, SeriesInfo, describe_series, read_header, select_series
+from VoxelDosimetryLib.io.dicom_nm import (NMMetadata, image_kind, projection_error, read_dicom_spect,
                                           read_nm_metadata, read_nm_projections, read_spect_from_collection)
+from VoxelDosimetryLib.io.dicom_values import get_float, get_str
 from VoxelDosimetryLib.volume.volume import Volume
 
 __all__ = ["read_dicom", "write_dicom_ct_series", "list_dicom_series", "read_dicom_ct_series", "read_dicom_spect",
@@ -34,7 +34,7 @@ def _classify(header) -> str:
     if modality == "CT":
         return "ct"
     if modality in ("NM", "PT"):
-        kind = _image_kind(header)
+        kind = image_kind(header)
         return "nm_volume" if kind == "reconstruction" else f"nm_{kind}"
     return modality.lower() or "unknown"
 
@@ -48,7 +48,7 @@ def read_dicom(path: str | os.PathLike, series_uid: str | None = None) -> Volume
     """
     path = Path(path)
     if path.is_file() and not zipfile.is_zipfile(path):
-        header = _read_header(str(path))
+        header = read_header(str(path))
         if header is None:
             raise InputFormatError(f"{path} is not a DICOM file (no DICOM header could be read).")
         kind = _classify(header)
@@ -57,7 +57,7 @@ def read_dicom(path: str | os.PathLike, series_uid: str | None = None) -> Volume
         if kind == "nm_volume":
             return read_dicom_spect(path, series_uid)
         if kind in ("nm_projections", "nm_planar"):
-            raise _projection_error(str(path), kind[3:])
+            raise projection_error(str(path), kind[3:])
         raise _unsupported(path, get_str(header, "Modality"))
     with DicomCollection(path) as collection:
         groups = collection.series()
@@ -69,7 +69,7 @@ def read_dicom(path: str | os.PathLike, series_uid: str | None = None) -> Volume
             first = next(iter(groups.values()))[0].header
             kind = _classify(first)
             if kind in ("nm_projections", "nm_planar"):
-                raise _projection_error(str(path), kind[3:])
+                raise projection_error(str(path), kind[3:])
             raise _unsupported(path, get_str(first, "Modality"))
         uid, sources = select_series(groups, series_uid, path, is_volume, "image volume (CT, NM or PT)")
         kind = _classify(sources[0].header)
@@ -79,7 +79,7 @@ def read_dicom(path: str | os.PathLike, series_uid: str | None = None) -> Volume
             return read_spect_from_collection(collection, path, uid)
         if kind in ("nm_projections", "nm_planar"):
             frames = int(get_float(sources[0].header, "NumberOfFrames") or 1)
-            raise _projection_error(f"{path} (series {uid}, {frames} frames)", kind[3:])
+            raise projection_error(f"{path} (series {uid}, {frames} frames)", kind[3:])
         raise _unsupported(path, get_str(sources[0].header, "Modality"))
 
 

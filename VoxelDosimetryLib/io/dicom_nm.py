@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 
 from VoxelDosimetryLib.errors import InputFormatError, MissingMetadataError
-from VoxelDosimetryLib.io.dicom_ct import (DEFAULT_SPACING_TOLERANCE_MM, DicomCollection, DicomSource,
-                                          combine_date_time, get_float, get_floats, get_str, get_value, iso,
-                                          is_blank, parse_da, parse_dt, parse_tm, pixel_array, select_series,
-                                          stack_geometry, _read_header)
+from VoxelDosimetryLib.io.dicom_files import DicomCollection, DicomSource, read_header, select_series
+from VoxelDosimetryLib.io.dicom_slices import DEFAULT_SPACING_TOLERANCE_MM, pixel_array, stack_geometry
+from VoxelDosimetryLib.io.dicom_values import (combine_date_time, get_float, get_floats, get_str, get_value, iso,
+                                              is_blank, parse_da, parse_dt, parse_tm)
 from VoxelDosimetryLib.volume.units import check_unit_for_quantity, get_quantity
 from VoxelDosimetryLib.volume.volume import Grid, Volume
 
@@ -288,7 +288,7 @@ def _private_value(ds: Any, group: int, creator: str, offset: int) -> Any | None
     return None if is_blank(value) else value
 
 
-def _image_kind(ds: Any) -> str:
+def image_kind(ds: Any) -> str:
     modality = get_str(ds, "Modality") or ""
     image_type = [str(v).upper() for v in (get_value(ds, "ImageType") or [])]
     if isinstance(get_value(ds, "ImageType"), str):
@@ -455,7 +455,7 @@ def nm_metadata_from_dataset(ds: Any, source: str = "") -> NMMetadata:
     if isinstance(image_type, str):
         image_type = tuple(image_type.split("\\"))
     meta = NMMetadata(source=source, modality=get_str(ds, "Modality"), sop_class_uid=get_str(ds, "SOPClassUID"),
-                      image_type=tuple(str(v) for v in image_type), kind=_image_kind(ds),
+                      image_type=tuple(str(v) for v in image_type), kind=image_kind(ds),
                       manufacturer=get_str(ds, "Manufacturer"), model=get_str(ds, "ManufacturerModelName"),
                       study_instance_uid=get_str(ds, "StudyInstanceUID"),
                       series_instance_uid=get_str(ds, "SeriesInstanceUID"),
@@ -658,14 +658,14 @@ def _is_nm_or_pt(sources: list[DicomSource]) -> bool:
 
 
 def _is_volume_series(sources: list[DicomSource]) -> bool:
-    return _is_nm_or_pt(sources) and _image_kind(sources[0].header) == "reconstruction"
+    return _is_nm_or_pt(sources) and image_kind(sources[0].header) == "reconstruction"
 
 
 def _is_projection_series(sources: list[DicomSource]) -> bool:
-    return _is_nm_or_pt(sources) and _image_kind(sources[0].header) in ("projections", "planar")
+    return _is_nm_or_pt(sources) and image_kind(sources[0].header) in ("projections", "planar")
 
 
-def _projection_error(name: str, kind: str) -> InputFormatError:
+def projection_error(name: str, kind: str) -> InputFormatError:
     return InputFormatError(
         f"{name} holds NM {kind} (raw camera {'projections' if kind == 'projections' else 'planar images'}), "
         "not a reconstructed SPECT volume. Reconstruct them first (e.g. with the SlicerSPECTRecon extension or "
@@ -677,7 +677,7 @@ def read_nm_metadata(path: str | os.PathLike, series_uid: str | None = None) -> 
     """NMMetadata of an NM/PT file, or of the NM/PT series in a folder or .zip (its first slice)."""
     path = Path(path)
     if path.is_file() and not zipfile.is_zipfile(path):
-        header = _read_header(str(path))
+        header = read_header(str(path))
         if header is None:
             raise InputFormatError(f"{path} is not a DICOM file.")
         return nm_metadata_from_dataset(header, str(path))
@@ -717,11 +717,11 @@ def read_dicom_spect(path: str | os.PathLike, series_uid: str | None = None, *,
     """
     path = Path(path)
     if path.is_file() and not zipfile.is_zipfile(path):
-        header = _read_header(str(path))
+        header = read_header(str(path))
         if header is None:
             raise InputFormatError(f"{path} is not a DICOM file.")
         if int(get_float(header, "NumberOfFrames") or 1) > 1 or (
-                get_str(header, "Modality") == "NM" and _image_kind(header) != "reconstruction"):
+                get_str(header, "Modality") == "NM" and image_kind(header) != "reconstruction"):
             return _read_multiframe(DicomSource(str(path), header, path=path), default_quantity)
         series_uid = series_uid or get_str(header, "SeriesInstanceUID")
         path_for_series = path.parent
@@ -740,7 +740,7 @@ def read_spect_from_collection(collection: DicomCollection, path: Any, series_ui
     if series_uid is None and not any(_is_volume_series(s) for s in groups.values()):
         projections = [s for s in groups.values() if _is_projection_series(s)]
         if projections:
-            raise _projection_error(str(path), _image_kind(projections[0][0].header))
+            raise projection_error(str(path), image_kind(projections[0][0].header))
     uid, sources = select_series(groups, series_uid, path, _is_volume_series, "reconstructed NM/PT")
     if not _is_nm_or_pt(sources):
         raise InputFormatError(f"Series {uid} in {path} is {get_str(sources[0].header, 'Modality')}, not NM/PT. "
@@ -752,9 +752,9 @@ def read_spect_from_collection(collection: DicomCollection, path: Any, series_ui
 
 def _read_multiframe(src: DicomSource, default_quantity: str | None) -> Volume:
     header = src.header
-    kind = _image_kind(header)
+    kind = image_kind(header)
     if kind != "reconstruction":
-        raise _projection_error(src.name, kind)
+        raise projection_error(src.name, kind)
     meta = nm_metadata_from_dataset(header, src.name)
     notes = list(meta.notes)
     frames = int(get_float(header, "NumberOfFrames") or 1)
@@ -885,7 +885,7 @@ def read_nm_projections(path: str | os.PathLike, series_uid: str | None = None) 
     """
     path = Path(path)
     if path.is_file() and not zipfile.is_zipfile(path):
-        header = _read_header(str(path))
+        header = read_header(str(path))
         if header is None:
             raise InputFormatError(f"{path} is not a DICOM file.")
         src = DicomSource(str(path), header, path=path)
