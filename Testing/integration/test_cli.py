@@ -62,3 +62,19 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
         true_total = true.array.sum() * true.voxel_volume_ml
         assert row["total_activity_bq"] == pytest.approx(true_total, rel=0.01)
     assert (tmp_path / "demo" / "converted" / "density.nrrd").exists()
+
+
+def test_dose_led_resamples_the_source_onto_the_ct_grid(tmp_path, capsys):
+    ct = write_volume(Volume(np.zeros((8, 8, 8), np.int16), spacing=(2, 2, 2), quantity="ct"), tmp_path / "ct.nrrd")
+    tia = Volume(np.full((4, 4, 4), 2e9), spacing=(4, 4, 4), origin=(1, 1, 1), quantity="tia_concentration")
+    tia_path = write_volume(tia, tmp_path / "tia.nrrd")
+    assert main(["dose", "--tia", str(tia_path), "--ct", str(ct), "--method", "led",
+                 "--out", str(tmp_path / "dose.nrrd")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["method"] == "led"
+    dose = read_volume(tmp_path / "dose.nrrd")
+    assert dose.quantity == "dose" and dose.shape == (8, 8, 8)
+    assert dose.array.max() > 0
+    assert main(["dose", "--tia", str(tia_path), "--ct", str(ct), "--method", "led", "--uncertainty",
+                 str(tmp_path / "u.nrrd"), "--out", str(tmp_path / "d2.nrrd")]) == 1
+    assert "no uncertainty" in capsys.readouterr().err

@@ -1,0 +1,90 @@
+"""The dose-method registry: the one place the CLI, the pipeline and the Slicer module learn which methods exist.
+
+A method registers a `DoseMethod` (name, description, what it needs, and a compute function). Built-in methods
+register when `VoxelDosimetryLib.dose` is imported; network bundles and plug-ins register the same way.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from VoxelDosimetryLib.errors import VoxelDosimetryError
+from VoxelDosimetryLib.volume import Volume
+
+
+class UnknownDoseMethodError(VoxelDosimetryError, KeyError):
+    """The requested dose method is not registered."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+@dataclass
+class DoseRequest:
+    """Inputs of one dose calculation.
+
+    `source` is an activity concentration (Bq/mL → dose rate in Gy/s) or a TIA concentration (Bq·s/mL → dose in
+    Gy) on the CT grid; `ct` is in HU. `histories`, `seed` and `device` matter only to stochastic/GPU methods.
+    """
+
+    source: Volume
+    ct: Volume
+    nuclide: str = "Lu-177"
+    device: str = "auto"
+    seed: int = 0
+    histories: Optional[int] = None
+    options: dict = field(default_factory=dict)
+    progress: Optional[Callable[[float, str], None]] = None
+    cancel: Optional[Callable[[], bool]] = None
+
+    def report(self, fraction: float, message: str) -> None:
+        if self.progress is not None:
+            self.progress(fraction, message)
+
+
+@dataclass
+class DoseResult:
+    """Dose (Gy) or dose rate (Gy/s) on the CT grid, optional relative uncertainty, and run information."""
+
+    dose: Volume
+    uncertainty: Optional[Volume] = None
+    info: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DoseMethod:
+    name: str
+    description: str
+    compute: Callable[[DoseRequest], DoseResult]
+    stochastic: bool = False
+    provides_uncertainty: bool = False
+
+
+_REGISTRY: dict[str, DoseMethod] = {}
+
+
+def register_dose_method(method: DoseMethod, replace: bool = False) -> DoseMethod:
+    """Add `method`; re-registering a name needs replace=True (guards against two plug-ins colliding)."""
+    if method.name in _REGISTRY and not replace:
+        raise VoxelDosimetryError(f"A dose method named {method.name!r} is already registered; "
+                                  "choose another name or pass replace=True.")
+    _REGISTRY[method.name] = method
+    return method
+
+
+def get_dose_method(name: str) -> DoseMethod:
+    if name not in _REGISTRY:
+        raise UnknownDoseMethodError(f"Unknown dose method {name!r}; available: {', '.join(sorted(_REGISTRY))}.")
+    return _REGISTRY[name]
+
+
+def available_dose_methods() -> list[DoseMethod]:
+    return [_REGISTRY[name] for name in sorted(_REGISTRY)]
+
+
+def compute_dose(method: str, request: DoseRequest) -> DoseResult:
+    """Validate the request and run the named method."""
+    request.source.require_quantity("activity_concentration", "tia_concentration")
+    request.ct.require_quantity("ct")
+    request.source.require_same_grid(request.ct, "activity (or TIA) and CT volumes")
+    return get_dose_method(method).compute(request)
