@@ -78,3 +78,22 @@ def test_dose_led_resamples_the_source_onto_the_ct_grid(tmp_path, capsys):
     assert main(["dose", "--tia", str(tia_path), "--ct", str(ct), "--method", "led", "--uncertainty",
                  str(tmp_path / "u.nrrd"), "--out", str(tmp_path / "d2.nrrd")]) == 1
     assert "no uncertainty" in capsys.readouterr().err
+
+
+def test_dose_mc_writes_dose_and_uncertainty(tmp_path, capsys):
+    ct_array = np.zeros((10, 10, 10), np.int16)
+    ct_array[:, :, 6:] = 700  # bone slab beside soft tissue
+    ct = write_volume(Volume(ct_array, spacing=(4, 4, 4), quantity="ct"), tmp_path / "ct.nrrd")
+    activity = np.zeros((10, 10, 10))
+    activity[4:6, 4:6, 4:6] = 1e6
+    src = write_volume(Volume(activity, spacing=(4, 4, 4), quantity="activity_concentration"), tmp_path / "a.nrrd")
+    assert main(["dose", "--activity", str(src), "--ct", str(ct), "--method", "mc", "--histories", "20000",
+                 "--device", "cpu", "--out", str(tmp_path / "d.nrrd"), "--uncertainty", str(tmp_path / "u.nrrd")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    dose, unc = read_volume(tmp_path / "d.nrrd"), read_volume(tmp_path / "u.nrrd")
+    assert dose.quantity == "dose_rate" and unc.quantity == "relative_uncertainty"
+    hot = dose.array[4:6, 4:6, 4:6]
+    assert hot.min() > 10 * dose.array[0, 0, 0]
+    assert unc.array[4:6, 4:6, 4:6].max() < 0.05
+    assert np.isfinite(dose.array).all() and np.isfinite(unc.array).all()
+    assert report["info"]["histories"] == 20000 and report["info"]["method"] == "mc"
