@@ -33,6 +33,7 @@ import numpy as np
 
 from VoxelDosimetryLib.errors import InputFormatError
 from VoxelDosimetryLib.montecarlo.photon_data import (
+    MediaTableAccessors,
     ELECTRON_MASS_MEV,
     EnergyRangeError,
     InteractionDataError,
@@ -228,7 +229,7 @@ def _per_medium(values: Any, spec: MediaSpec, what: str) -> list:
     return vals
 
 
-class ElectronStoppingPowers:
+class ElectronStoppingPowers(MediaTableAccessors):
     """Collision, radiative and total stopping powers, CSDA ranges and radiation yields per medium.
 
     Arrays (M media, N energies): energies_mev (N,); s_col/s_rad/s_tot_mev_cm2_g, csda_range_g_cm2,
@@ -236,6 +237,8 @@ class ElectronStoppingPowers:
     sternheimer (M, 6: c_bar, x0, x1, a, m, delta0), low_energy_exponent p (S ~ T^-p below e_min).
     Build with ElectronStoppingPowers.build(media).
     """
+
+    table_kind = "electron"
 
     def __init__(self, *, names: Sequence[str], densities_g_cm3: np.ndarray, atomic_numbers: np.ndarray,
                  mass_fractions: np.ndarray, energies_mev: np.ndarray, z_over_a: np.ndarray, i_value_ev: np.ndarray,
@@ -366,37 +369,6 @@ class ElectronStoppingPowers:
         """Liquid water with the ICRU-37 I-value (75.0 eV) and Sternheimer 1984 density-effect parameters."""
         return cls.build([WATER_MASS_FRACTIONS], names=["water"], densities_g_cm3=[density_g_cm3],
                          i_values_ev=[WATER_I_VALUE_EV], density_effect=[WATER_STERNHEIMER_1984], **kwargs)
-
-    # ------------------------------------------------------------------------------------------- accessors
-    @property
-    def names(self) -> Tuple[str, ...]:
-        return self.spec.names
-
-    @property
-    def n_media(self) -> int:
-        return len(self.spec)
-
-    @property
-    def densities_g_cm3(self) -> np.ndarray:
-        return self.spec.densities_g_cm3
-
-    @property
-    def e_min_mev(self) -> float:
-        return float(self.energies_mev[0])
-
-    @property
-    def e_max_mev(self) -> float:
-        return float(self.energies_mev[-1])
-
-    @property
-    def media_key(self) -> str:
-        return self.spec.key()
-
-    def index_of(self, name: str) -> int:
-        try:
-            return self.names.index(name)
-        except ValueError:
-            raise InteractionDataError(f"No medium named {name!r} in these electron tables.") from None
 
     def sternheimer_parameters(self, medium: Union[int, str]) -> SternheimerParameters:
         m = self.index_of(medium) if isinstance(medium, str) else int(medium)

@@ -389,7 +389,44 @@ def _xray_lines(xrl) -> Tuple[int, ...]:
 
 
 # ---------------------------------------------------------------------------------------------- main class
-class PhotonCrossSections:
+class MediaTableAccessors:
+    """Shared accessors of per-medium energy tables (needs `spec: MediaSpec` and `energies_mev`)."""
+
+    table_kind = "interaction"
+
+    @property
+    def names(self) -> Tuple[str, ...]:
+        return self.spec.names
+
+    @property
+    def n_media(self) -> int:
+        return len(self.spec)
+
+    @property
+    def densities_g_cm3(self) -> np.ndarray:
+        return self.spec.densities_g_cm3
+
+    @property
+    def e_min_mev(self) -> float:
+        return float(self.energies_mev[0])
+
+    @property
+    def e_max_mev(self) -> float:
+        return float(self.energies_mev[-1])
+
+    @property
+    def media_key(self) -> str:
+        return self.spec.key()
+
+    def index_of(self, name: str) -> int:
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise InteractionDataError(f"No medium named {name!r} in these {self.table_kind} tables; known: "
+                                       f"{', '.join(self.names[:10])}{' ...' if self.n_media > 10 else ''}.") from None
+
+
+class PhotonCrossSections(MediaTableAccessors):
     """Per-medium photon interaction coefficients on a log energy grid, plus scattering-function tables.
 
     Arrays (M media, N energies, Nx momentum transfers):
@@ -400,6 +437,8 @@ class PhotonCrossSections:
       z_per_atom, atoms_per_gram, electrons_per_gram, densities_g_cm3 (M,).
     Build with PhotonCrossSections.build(media); mixtures use mu/rho = sum_i w_i (mu/rho)_i.
     """
+
+    table_kind = "photon"
 
     def __init__(self, *, names: Sequence[str], densities_g_cm3: np.ndarray, atomic_numbers: np.ndarray,
                  mass_fractions: np.ndarray, energies_mev: np.ndarray, tables: Mapping[str, np.ndarray],
@@ -559,30 +598,6 @@ class PhotonCrossSections:
 
     # ------------------------------------------------------------------------------------------ accessors
     @property
-    def names(self) -> Tuple[str, ...]:
-        return self.spec.names
-
-    @property
-    def n_media(self) -> int:
-        return len(self.spec)
-
-    @property
-    def densities_g_cm3(self) -> np.ndarray:
-        return self.spec.densities_g_cm3
-
-    @property
-    def e_min_mev(self) -> float:
-        return float(self.energies_mev[0])
-
-    @property
-    def e_max_mev(self) -> float:
-        return float(self.energies_mev[-1])
-
-    @property
-    def media_key(self) -> str:
-        return self.spec.key()
-
-    @property
     def photo_mu_over_rho_cm2_g(self) -> np.ndarray:
         return self._tables["photo"]
 
@@ -619,13 +634,6 @@ class PhotonCrossSections:
     def table(self, quantity: str) -> np.ndarray:
         """(M, N) array of one quantity: photo, compton, rayleigh, total or mu_en (all cm2/g)."""
         return self._tables[_quantity(quantity)]
-
-    def index_of(self, name: str) -> int:
-        try:
-            return self.names.index(name)
-        except ValueError:
-            raise InteractionDataError(f"No medium named {name!r} in these photon tables; known: "
-                                       f"{', '.join(self.names[:10])}{' ...' if self.n_media > 10 else ''}.") from None
 
     def _rows(self, medium_index: Any) -> np.ndarray:
         if isinstance(medium_index, str):
