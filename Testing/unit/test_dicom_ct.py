@@ -9,9 +9,9 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 
+from dicom_builders import new_dataset
 from VoxelDosimetryLib.errors import InputFormatError, MissingMetadataError, UnitError
 from VoxelDosimetryLib.io.dicom import list_dicom_series, read_dicom
 from VoxelDosimetryLib.io.dicom_ct import read_dicom_ct_series, write_dicom_ct_series
@@ -44,17 +44,7 @@ def hand_slice(path: Path, *, position, iop, pixels: np.ndarray, instance: int, 
                patient_position: str = "HFS", thickness: float | None = None, with_ipp: bool = True,
                extra: dict | None = None) -> None:
     """One CT slice written directly with pydicom (independent of write_dicom_ct_series)."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CT_STORAGE
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.preamble = b"\0" * 128
-    ds.SOPClassUID = CT_STORAGE
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "CT"
-    ds.Manufacturer = "HandBuilt"
+    ds = new_dataset(CT_STORAGE, "CT", "HandBuilt")
     ds.ManufacturerModelName = "Test CT"
     ds.KVP = "120"
     ds.SeriesDate, ds.SeriesTime = "20240105", "101500"

@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.tag import Tag
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 
+from dicom_builders import new_dataset
 from VoxelDosimetryLib.errors import InputFormatError, MissingMetadataError
 from VoxelDosimetryLib.io.dicom import read_dicom
 from VoxelDosimetryLib.io.dicom_nm import (NMMetadata, nm_metadata_from_dataset, read_dicom_spect, read_nm_metadata,
@@ -25,17 +26,7 @@ PT_STORAGE = "1.2.840.10008.5.1.4.1.1.128"
 # ---------------------------------------------------------------------------------------------------------
 
 def _base(sop_class: str, modality: str) -> Dataset:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.preamble = b"\0" * 128
-    ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = modality
-    ds.Manufacturer = "TestVendor"
+    ds = new_dataset(sop_class, modality, "TestVendor")
     ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = generate_uid(), generate_uid(), generate_uid()
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"

@@ -51,8 +51,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         source = read_volume(args.tia)
         source.require_quantity("tia_concentration")
-    if source.grid.mismatch(ct.grid) is not None:
-        _progress(0.0, f"resampling the source onto the CT grid ({source.grid.mismatch(ct.grid)})")
+    difference = source.grid.mismatch(ct.grid)
+    if difference is not None:
+        _progress(0.0, f"resampling the source onto the CT grid ({difference})")
         source = resample_to(source, ct, mode="activity")
     request = DoseRequest(source, ct, nuclide=args.nuclide, device=args.device, seed=args.seed,
                           histories=args.histories, options={"component": args.component}, progress=_progress)

@@ -34,6 +34,7 @@ import numpy as np
 from VoxelDosimetryLib.errors import InputFormatError
 from VoxelDosimetryLib.montecarlo.photon_data import (
     MediaTableAccessors,
+    read_table_npz,
     ELECTRON_MASS_MEV,
     EnergyRangeError,
     InteractionDataError,
@@ -508,32 +509,22 @@ class ElectronStoppingPowers(MediaTableAccessors):
 
     @classmethod
     def load_npz(cls, path: Union[str, Path]) -> "ElectronStoppingPowers":
-        path = Path(path)
+        data, meta = read_table_npz(path, ELECTRON_DATA_FORMAT, ELECTRON_DATA_VERSION,
+                                    "electron stopping-power tables")
         try:
-            data = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise InputFormatError(f"Cannot read electron tables from {path}: {exc}.") from exc
-        with data:
-            try:
-                meta = json.loads(str(data["metadata_json"]))
-                if meta.get("format") != ELECTRON_DATA_FORMAT:
-                    raise InputFormatError(f"{path} is not an electron stopping-power file (format "
-                                           f"{meta.get('format')!r}).")
-                if int(meta.get("version", 0)) > ELECTRON_DATA_VERSION:
-                    raise InputFormatError(f"{path} was written by a newer version; upgrade or rebuild the tables.")
-                return cls(names=[str(n) for n in data["names"]], densities_g_cm3=data["densities_g_cm3"],
-                           atomic_numbers=data["atomic_numbers"], mass_fractions=data["mass_fractions"],
-                           energies_mev=data["energies_mev"], z_over_a=data["z_over_a"],
-                           i_value_ev=data["i_value_ev"], z_eff_radiative=data["z_eff_radiative"],
-                           is_gas=data["is_gas"], sternheimer=data["sternheimer"], s_col=data["s_col_mev_cm2_g"],
-                           s_rad=data["s_rad_mev_cm2_g"], csda_range=data["csda_range_g_cm2"],
-                           radiation_yield=data["radiation_yield_table"],
-                           low_energy_exponent=data["low_energy_exponent"],
-                           inverse_log_range0=data["inverse_log_range0"],
-                           inverse_dlog_range=data["inverse_dlog_range"],
-                           inverse_log_energy=data["inverse_log_energy"], metadata=meta)
-            except KeyError as exc:
-                raise InputFormatError(f"{path} lacks the array {exc}; rebuild it with save_npz.") from exc
+            return cls(names=[str(n) for n in data["names"]], densities_g_cm3=data["densities_g_cm3"],
+                       atomic_numbers=data["atomic_numbers"], mass_fractions=data["mass_fractions"],
+                       energies_mev=data["energies_mev"], z_over_a=data["z_over_a"],
+                       i_value_ev=data["i_value_ev"], z_eff_radiative=data["z_eff_radiative"],
+                       is_gas=data["is_gas"], sternheimer=data["sternheimer"], s_col=data["s_col_mev_cm2_g"],
+                       s_rad=data["s_rad_mev_cm2_g"], csda_range=data["csda_range_g_cm2"],
+                       radiation_yield=data["radiation_yield_table"],
+                       low_energy_exponent=data["low_energy_exponent"],
+                       inverse_log_range0=data["inverse_log_range0"],
+                       inverse_dlog_range=data["inverse_dlog_range"],
+                       inverse_log_energy=data["inverse_log_energy"], metadata=meta)
+        except KeyError as exc:
+            raise InputFormatError(f"{path} lacks the array {exc}; rebuild it with save_npz.") from exc
 
     def __repr__(self) -> str:
         return (f"ElectronStoppingPowers({self.n_media} media, {self.energies_mev.size} energies "

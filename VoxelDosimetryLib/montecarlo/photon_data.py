@@ -389,6 +389,26 @@ def _xray_lines(xrl) -> Tuple[int, ...]:
 
 
 # ---------------------------------------------------------------------------------------------- main class
+def read_table_npz(path: Union[str, Path], file_format: str, version: int, what: str) -> tuple[dict, dict]:
+    """Arrays and metadata of a table file written by save_npz; errors name the file and the fix."""
+    path = Path(path)
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputFormatError(f"Cannot read {what} from {path}: {exc}.") from exc
+    with data:
+        arrays = {key: data[key] for key in data.files}
+    if "metadata_json" not in arrays:
+        raise InputFormatError(f"{path} lacks the array 'metadata_json'; rebuild it with save_npz.")
+    meta = json.loads(str(arrays.pop("metadata_json")))
+    if meta.get("format") != file_format:
+        raise InputFormatError(f"{path} is not a {what} file (format {meta.get('format')!r}).")
+    if int(meta.get("version", 0)) > version:
+        raise InputFormatError(f"{path} was written by a newer version ({meta.get('version')}); upgrade "
+                               "VoxelDosimetry or rebuild the tables.")
+    return arrays, meta
+
+
 class MediaTableAccessors:
     """Shared accessors of per-medium energy tables (needs `spec: MediaSpec` and `energies_mev`)."""
 
@@ -816,30 +836,19 @@ class PhotonCrossSections(MediaTableAccessors):
 
     @classmethod
     def load_npz(cls, path: Union[str, Path]) -> "PhotonCrossSections":
-        path = Path(path)
+        data, meta = read_table_npz(path, PHOTON_DATA_FORMAT, PHOTON_DATA_VERSION, "photon cross-section tables")
         try:
-            data = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise InputFormatError(f"Cannot read photon tables from {path}: {exc}.") from exc
-        with data:
-            try:
-                meta = json.loads(str(data["metadata_json"]))
-                if meta.get("format") != PHOTON_DATA_FORMAT:
-                    raise InputFormatError(f"{path} is not a photon cross-section file (format {meta.get('format')!r}).")
-                if int(meta.get("version", 0)) > PHOTON_DATA_VERSION:
-                    raise InputFormatError(f"{path} was written by a newer version ({meta.get('version')}); upgrade "
-                                           "VoxelDosimetry or rebuild the tables.")
-                return cls(names=[str(n) for n in data["names"]], densities_g_cm3=data["densities_g_cm3"],
-                           atomic_numbers=data["atomic_numbers"], mass_fractions=data["mass_fractions"],
-                           energies_mev=data["energies_mev"],
-                           tables={q: data[f"{q}_cm2_g"] for q in QUANTITIES},
-                           fluorescence_fraction=data["fluorescence_fraction"],
-                           x_grid_inv_angstrom=data["x_grid_inv_angstrom"],
-                           sf_compton_per_atom=data["sf_compton_per_atom"],
-                           ff2_rayleigh_per_atom=data["ff2_rayleigh_per_atom"],
-                           ff2_cumulative_per_atom=data["ff2_cumulative_per_atom"], metadata=meta)
-            except KeyError as exc:
-                raise InputFormatError(f"{path} lacks the array {exc}; rebuild it with save_npz.") from exc
+            return cls(names=[str(n) for n in data["names"]], densities_g_cm3=data["densities_g_cm3"],
+                       atomic_numbers=data["atomic_numbers"], mass_fractions=data["mass_fractions"],
+                       energies_mev=data["energies_mev"],
+                       tables={q: data[f"{q}_cm2_g"] for q in QUANTITIES},
+                       fluorescence_fraction=data["fluorescence_fraction"],
+                       x_grid_inv_angstrom=data["x_grid_inv_angstrom"],
+                       sf_compton_per_atom=data["sf_compton_per_atom"],
+                       ff2_rayleigh_per_atom=data["ff2_rayleigh_per_atom"],
+                       ff2_cumulative_per_atom=data["ff2_cumulative_per_atom"], metadata=meta)
+        except KeyError as exc:
+            raise InputFormatError(f"{path} lacks the array {exc}; rebuild it with save_npz.") from exc
 
     def __repr__(self) -> str:
         return (f"PhotonCrossSections({self.n_media} media, {self.energies_mev.size} energies "

@@ -59,28 +59,28 @@ class ElectronTables:
         """CSDA range (g/cm2), log-log interpolation in the table; below the grid R ~ E^1.75 (low-E power law)."""
         import torch
 
-        n = self.range_g_cm2.shape[1]
         le = torch.log(torch.clamp(energy_mev, min=1e-7))
-        u = (le - self.log_e0) / self.dlog_e
-        i = torch.clamp(torch.floor(u).long(), 0, n - 2)
-        f = u - i.to(u.dtype)
-        lo = torch.log(self.range_g_cm2[medium, i])
-        hi = torch.log(self.range_g_cm2[medium, i + 1])
-        return torch.exp(lo + f * (hi - lo))
+        return _loglog_uniform(self.range_g_cm2, medium, le, self.log_e0, self.dlog_e)
 
     def energy_of(self, medium: Any, range_g_cm2: Any) -> Any:
         """Inverse of range_of (MeV); 0 for a range <= 0."""
         import torch
 
-        n = self.energy_of_range_mev.shape[1]
         lr = torch.log(torch.clamp(range_g_cm2, min=1e-30))
-        u = (lr - self.log_r0) / self.dlog_r
-        i = torch.clamp(torch.floor(u).long(), 0, n - 2)
-        f = u - i.to(u.dtype)
-        lo = torch.log(self.energy_of_range_mev[medium, i])
-        hi = torch.log(self.energy_of_range_mev[medium, i + 1])
-        e = torch.exp(lo + f * (hi - lo))
+        e = _loglog_uniform(self.energy_of_range_mev, medium, lr, self.log_r0, self.dlog_r)
         return torch.where(range_g_cm2 > 0, e, torch.zeros_like(e))
+
+
+def _loglog_uniform(table: Any, medium: Any, log_x: Any, log_x0: float, dlog_x: float) -> Any:
+    """Log-log interpolation of table[medium, :] tabulated on a uniform ln-x grid (clamped to its ends)."""
+    import torch
+
+    u = (log_x - log_x0) / dlog_x
+    i = torch.clamp(torch.floor(u).long(), 0, table.shape[1] - 2)
+    f = u - i.to(u.dtype)
+    lo = torch.log(table[medium, i])
+    hi = torch.log(table[medium, i + 1])
+    return torch.exp(lo + f * (hi - lo))
 
 
 def build_electron_tables(energies_mev: np.ndarray, range_g_cm2: np.ndarray, z_over_a: Sequence[float],
