@@ -28,7 +28,55 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--component", choices=("all", "electrons"), default="all",
                         help="LED only: deposit all emitted energy or the electrons' only")
+    parser.add_argument("--ct-offset-hu", type=float, default=0.0,
+                        help="added to the CT file's values to obtain HU (e.g. -1000 for attenuation maps stored as "
+                             "HU + 1000, such as the patient15 phantom)")
+    scale = parser.add_mutually_exclusive_group()
+    scale.add_argument("--total-activity-mbq", type=float,
+                       help="with --activity: the file holds relative activity; scale it to this total (MBq)")
+    scale.add_argument("--total-tia-mbq-h", type=float,
+                       help="with --tia: the file holds relative TIA; scale it to this total (MBq*h)")
     return parser
+
+
+def _read_ct(path: str, offset_hu: float):
+    """CT in HU; `offset_hu` is added first (files that store HU + 1000). The file's own values are untouched."""
+    import numpy as np
+
+    from VoxelDosimetryLib.io import read_volume
+
+    if offset_hu == 0.0:
+        return read_volume(path, quantity="ct")
+    raw = read_volume(path)
+    if raw.quantity not in ("unknown", "ct"):
+        from VoxelDosimetryLib.errors import UnitError
+
+        raise UnitError(f"{path} holds {raw.quantity} ({raw.unit}), not CT numbers; --ct-offset-hu applies to CT "
+                        "or unlabelled attenuation images only.")
+    return raw.with_array(raw.array.astype(np.float32) + np.float32(offset_hu), quantity="ct", unit="HU")
+
+
+def _scaled_source(path: str, quantity: str, total: float | None, total_unit: str):
+    """The source volume in its canonical unit; relative maps (`total` given) scaled so their sum is `total`."""
+    import numpy as np
+
+    from VoxelDosimetryLib.errors import InputFormatError
+    from VoxelDosimetryLib.io import read_volume
+    from VoxelDosimetryLib.volume.units import conversion_factor
+
+    volume = read_volume(path)
+    if total is None:
+        volume.require_quantity(quantity)
+        return volume
+    if not total > 0:
+        raise InputFormatError(f"The total must be > 0 {total_unit}; got {total}.")
+    weights = np.asarray(volume.array, dtype=np.float64)
+    if not np.all(np.isfinite(weights)) or weights.min() < 0 or weights.sum() <= 0:
+        raise InputFormatError(f"{path}: a relative source map must be finite, non-negative and not all zero.")
+    canonical = "Bq/mL" if quantity == "activity_concentration" else "Bq*s/mL"
+    total_canonical = total * conversion_factor(total_unit, canonical.replace("/mL", ""))
+    per_ml = weights * (total_canonical / weights.sum() / volume.voxel_volume_ml)
+    return volume.with_array(per_ml.astype(np.float32), quantity=quantity, unit=canonical)
 
 
 def _progress(fraction: float, message: str) -> None:
@@ -39,18 +87,20 @@ def run(args: argparse.Namespace) -> int:
     from VoxelDosimetryLib.dose import DoseRequest, compute_dose, get_dose_method
     from VoxelDosimetryLib.errors import InputFormatError
     from VoxelDosimetryLib.geometry import resample_to
-    from VoxelDosimetryLib.io import read_volume, write_volume
+    from VoxelDosimetryLib.io import write_volume
 
     method = get_dose_method(args.method)
     if args.uncertainty and not method.provides_uncertainty:
         raise InputFormatError(f"Method {method.name!r} gives no uncertainty map; drop --uncertainty.")
-    ct = read_volume(args.ct, quantity="ct")
+    ct = _read_ct(args.ct, args.ct_offset_hu)
     if args.activity:
-        source = read_volume(args.activity)
-        source.require_quantity("activity_concentration")
+        if args.total_tia_mbq_h is not None:
+            raise InputFormatError("--total-tia-mbq-h goes with --tia; use --total-activity-mbq with --activity.")
+        source = _scaled_source(args.activity, "activity_concentration", args.total_activity_mbq, "MBq")
     else:
-        source = read_volume(args.tia)
-        source.require_quantity("tia_concentration")
+        if args.total_activity_mbq is not None:
+            raise InputFormatError("--total-activity-mbq goes with --activity; use --total-tia-mbq-h with --tia.")
+        source = _scaled_source(args.tia, "tia_concentration", args.total_tia_mbq_h, "MBq*h")
     difference = source.grid.mismatch(ct.grid)
     if difference is not None:
         _progress(0.0, f"resampling the source onto the CT grid ({difference})")

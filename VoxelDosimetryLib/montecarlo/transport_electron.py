@@ -4,10 +4,11 @@ Per step of an electron of kinetic energy E in medium m, density rho:
   * step length s = min(f_range * R_m(E)/rho, f_voxel * smallest voxel spacing) with R the CSDA range (g/cm2)
     from the total (collision + radiative) stopping power; f_range = 0.2 and f_voxel = 0.5 by default;
   * mean energy after the step from the range table: E' = R_m^-1(R_m(E) - rho s) (continuous slowing down);
-  * energy-loss straggling: Gaussian with the Bohr-type variance of free-electron collisions up to the Moller
-    maximum energy transfer E/2, Omega^2 = 0.153537 (Z/A) rho s[cm] (E/2) / beta^2 MeV^2 (Bohr 1915), the loss
-    clamped to [0, E] (energy is conserved exactly: what is lost is deposited). A Gaussian is a documented
-    simplification of the skewed (Landau/Vavilov) distribution of thin steps;
+  * energy-loss straggling: log-normal with the mean loss of the range table and the Bohr-type variance of
+    free-electron collisions up to the Moller maximum energy transfer E/2,
+    Omega^2 = 0.153537 (Z/A) rho s[cm] (E/2) / beta^2 MeV^2 (Bohr 1915), capped at E (energy is conserved
+    exactly: what is lost is deposited). The log-normal keeps the mean and is skewed towards large losses like
+    the Landau/Vavilov distribution of thin steps (a documented simplification of it);
   * multiple scattering: random hinge - the electron moves a uniform fraction of s, is deflected, then moves the
     rest. Deflection polar angle from a Gaussian in the projected angles (theta = theta0 sqrt(-2 ln u)) with
     theta0 from the Highland formula with the Lynch & Dahl (1991) coefficients,
@@ -196,8 +197,11 @@ def transport_electrons(pos: Any, direction: Any, energy: Any, phantom: Any, tab
             # Bohr-type variance for electrons (Bohr 1915): int W^2 dsigma over free-electron collisions up to
             # the Moller maximum transfer W_max = E/2: Omega^2 = 0.153537 (Z/A) rho s[cm] W_max / beta^2 MeV^2
             var = 0.153537 * rho * tables.z_over_a[med] * (0.1 * step) * (0.5 * energy) / beta2
+            # log-normal with the CSDA mean and the Bohr variance: never negative and mean-preserving, so the
+            # mean path length stays the CSDA range (a clamped Gaussian biased it by -5 % to -10 %)
+            s2 = torch.log1p(var / torch.clamp(loss * loss, min=1e-20))
             normal = torch.randn(n, generator=generator, device=dev, dtype=torch.float32)
-            loss = torch.clamp(loss + torch.sqrt(var) * normal, min=0.0)
+            loss = loss * torch.exp(torch.sqrt(s2) * normal - 0.5 * s2)
             loss = torch.minimum(loss, energy)
         hinge = rnd[:, 0] * step
         pos_h = pos + hinge[:, None] * direction

@@ -1,0 +1,95 @@
+"""`voxeldosimetry compare`: agreement of a test dose map with a reference (report.md, figures, metrics.json)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    parser = sub.add_parser(
+        "compare", help="compare a test dose map with a reference (MAE%%, NRMSE, CCC, Bland-Altman, report)",
+        description="Compare a test dose (or dose-rate) map with a reference map, e.g. a kernel method against "
+                    "Monte Carlo: MAE%% (Kim et al. 2022 Eq. 3), NRMSE and ensemble noise (DblurDoseNet Sec. 2.5), "
+                    "Pearson r, Lin's CCC, Bland-Altman, line profiles and error maps, inside the body "
+                    "(CT > -500 HU) and per label. Writes the Markdown report, PNG figures, metrics.json, "
+                    "difference_gy.nrrd and relative_error.nrrd into the report's folder; prints the metrics "
+                    "JSON on stdout. See docs/COMPARE.md.")
+    parser.add_argument("--test", required=True, help="test dose map (e.g. SVSV, DVK, network)")
+    parser.add_argument("--reference", required=True, help="reference dose map (e.g. Monte Carlo); defines the grid")
+    parser.add_argument("--labels", help="label map (integer segments, 0 = background) on the reference grid")
+    parser.add_argument("--names", help='JSON of label names: {"1": "liver", ...} or a case.json with label_names')
+    parser.add_argument("--ct", help="CT in HU: body mask (CT > -500 HU) and mass-weighted segment means")
+    parser.add_argument("--out", required=True, help="report path (report.md); other files go next to it")
+    parser.add_argument("--test-realisation", action="append", default=[], metavar="R",
+                        help="another realisation of the test method (repeat); with --test they give the ensemble "
+                             "noise")
+    parser.add_argument("--resample", action="store_true",
+                        help="resample test (and CT, labels) onto the reference grid instead of failing on a "
+                             "grid mismatch (linear; labels nearest)")
+    parser.add_argument("--threshold-fraction", type=float, default=0.01,
+                        help="relative errors only where reference > this fraction of its maximum (default 0.01)")
+    point = parser.add_mutually_exclusive_group()
+    point.add_argument("--point-lps", type=float, nargs=3, metavar=("X", "Y", "Z"),
+                       help="profile point in LPS mm (default: the reference maximum)")
+    point.add_argument("--point-index", type=int, nargs=3, metavar=("I", "J", "K"),
+                       help="profile point as voxel index i (x), j (y), k (z)")
+    parser.add_argument("--quantity", choices=("dose", "dose_rate"),
+                        help="what the dose files hold when a file does not say (unit: --unit, default Gy or Gy/s)")
+    parser.add_argument("--unit", help="unit of dose files that state none (e.g. mGy); needs --quantity")
+    parser.add_argument("--title", help="report title")
+    return parser
+
+
+def read_names(path: str | None) -> dict:
+    """Label names from a JSON file: {"1": "liver"} or a case.json with "label_names"."""
+    from VoxelDosimetryLib.errors import InputFormatError
+
+    if not path:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputFormatError(f"Cannot read label names from {path}: {exc}. Give a JSON object like "
+                               '{"1": "liver"}.') from exc
+    if isinstance(data, dict) and isinstance(data.get("label_names"), dict):
+        data = data["label_names"]
+    try:
+        return {int(k): str(v) for k, v in data.items()}
+    except (AttributeError, ValueError) as exc:
+        raise InputFormatError(f"Label names in {path} must map integer labels to names, e.g. "
+                               '{"1": "liver"}.') from exc
+
+
+def _read_dose(path: str, args: argparse.Namespace):
+    from VoxelDosimetryLib.errors import InputFormatError
+    from VoxelDosimetryLib.io import read_volume
+
+    volume = read_volume(path)
+    if volume.quantity == "unknown" or volume.unit == "unknown":
+        if not args.quantity:
+            raise InputFormatError(f"{path} does not state what it holds ({volume.quantity}, {volume.unit}); pass "
+                                   "--quantity dose (or dose_rate) and --unit if not Gy (Gy/s).")
+        volume = read_volume(path, quantity=args.quantity, unit=args.unit)
+    return volume
+
+
+def run(args: argparse.Namespace) -> int:
+    from VoxelDosimetryLib.io import read_volume
+    from VoxelDosimetryLib.metrics import compare_doses, write_report
+    from VoxelDosimetryLib.metrics.report import metrics_document
+
+    reference = _read_dose(args.reference, args)
+    test = _read_dose(args.test, args)
+    realisations = [_read_dose(p, args) for p in args.test_realisation]
+    labels = read_volume(args.labels) if args.labels else None
+    ct = read_volume(args.ct, quantity="ct") if args.ct else None
+    print(f"[compare] comparing {args.test} with {args.reference}", file=sys.stderr, flush=True)
+    result = compare_doses(test, reference, labels=labels, ct=ct, names=read_names(args.names),
+                           threshold_fraction=args.threshold_fraction, realisations=realisations,
+                           resample=args.resample, point_lps=args.point_lps, point_index=args.point_index)
+    report = write_report(result, args.out, title=args.title)
+    print(f"[compare] wrote {report} and its figures", file=sys.stderr, flush=True)
+    print(json.dumps({"report": str(report), **metrics_document(result)}, indent=2, allow_nan=False))
+    return 0

@@ -1,0 +1,100 @@
+"""`voxeldosimetry register`: a timepoint's CT onto the reference CT; its SPECT follows with the same transform."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    parser = sub.add_parser(
+        "register", help="register a timepoint's CT to the reference CT and move its SPECT along",
+        description="Register MOVING CT onto FIXED (reference) CT with mutual information (rigid by default), write "
+                    "the transform (it maps fixed points to moving points, ITK convention) and optionally the moved "
+                    "SPECT (activity conserved) and CT. The quality report (JSON) goes to stdout. The moved SPECT "
+                    "lies on --reference-spect's grid when given, else on a grid with the moving SPECT's voxel size "
+                    "covering the fixed CT.")
+    parser.add_argument("--fixed", required=True, help="reference CT (HU)")
+    parser.add_argument("--moving", required=True, help="CT of the timepoint to align (HU)")
+    parser.add_argument("--moving-spect", help="SPECT acquired with the moving CT (Bq/mL, Bq or counts)")
+    parser.add_argument("--reference-spect", help="SPECT of the reference timepoint: its grid receives the moved SPECT")
+    parser.add_argument("--out-transform", required=True, help="output transform file (.tfm, .txt, .h5)")
+    parser.add_argument("--out-spect", help="output moved SPECT (needs --moving-spect)")
+    parser.add_argument("--out-ct", help="output moving CT resampled onto the fixed CT grid")
+    parser.add_argument("--kind", choices=("rigid", "affine", "bspline"), default="rigid",
+                        help="transform model (default rigid; affine and bspline start from the rigid result)")
+    parser.add_argument("--backend", choices=("simpleitk", "elastix"), default="simpleitk",
+                        help="registration engine (elastix needs `pip install itk-elastix`)")
+    parser.add_argument("--initializer", choices=("auto", "geometry", "moments", "identity"), default="auto",
+                        help="starting alignment (default auto: the best of the three by the coarse metric)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the metric's random sampling (default 0)")
+    parser.add_argument("--report", help="also write the quality report JSON to this file")
+    parser.add_argument("--spect-quantity", choices=("activity_concentration", "activity", "counts"),
+                        help="state what --moving-spect holds when its file does not say")
+    return parser
+
+
+def _progress(fraction: float, message: str) -> None:
+    print(f"[register {100 * fraction:5.1f}%] {message}", file=sys.stderr, flush=True)
+
+
+def _read_ct(path):
+    """A CT volume: files that do not say what they hold are taken as HU; other quantities are refused."""
+    from VoxelDosimetryLib.io import read_volume
+
+    volume = read_volume(path)
+    if volume.quantity == "unknown":
+        volume = volume.replace(quantity="ct", unit="HU")
+    volume.require_quantity("ct")
+    return volume
+
+
+def run(args: argparse.Namespace) -> int:
+    from VoxelDosimetryLib.errors import InputFormatError
+    from VoxelDosimetryLib.io import read_volume, write_volume
+    from VoxelDosimetryLib.kinetics.registration import (
+        TRANSFORM_SUFFIXES, apply_to_spect, apply_to_volume, covering_grid, register_ct, write_transform,
+    )
+
+    if Path(args.out_transform).suffix.lower() not in TRANSFORM_SUFFIXES:
+        raise InputFormatError(f"--out-transform needs one of the extensions {TRANSFORM_SUFFIXES}; "
+                               f"got {args.out_transform!r}.")
+    if args.out_spect and not args.moving_spect:
+        raise InputFormatError("--out-spect needs --moving-spect (the SPECT acquired with the moving CT).")
+    if args.reference_spect and not args.out_spect:
+        raise InputFormatError("--reference-spect only sets the grid of --out-spect; add --out-spect or drop it.")
+    fixed = _read_ct(args.fixed)
+    moving = _read_ct(args.moving)
+    spect = read_volume(args.moving_spect, quantity=args.spect_quantity) if args.moving_spect else None
+    if spect is not None and spect.quantity in ("unknown", "ct"):
+        raise InputFormatError(f"{args.moving_spect} does not say what it holds; add --spect-quantity "
+                               "(activity_concentration, activity or counts).")
+    result = register_ct(fixed, moving, kind=args.kind, backend=args.backend, seed=args.seed, progress=_progress,
+                         initializer=args.initializer)
+    outputs = {"transform": str(write_transform(result, args.out_transform))}
+    if args.out_spect:
+        if args.reference_spect:
+            grid = read_volume(args.reference_spect).grid
+            grid_note = f"grid of {args.reference_spect}"
+        else:
+            grid = covering_grid(fixed.grid, spect.spacing)
+            grid_note = "moving SPECT voxel size, covering the fixed CT"
+        print(f"[register] moving the SPECT onto the {grid_note}", file=sys.stderr, flush=True)
+        outputs["spect"] = str(write_volume(apply_to_spect(spect, result, grid), args.out_spect))
+        outputs["spect_grid"] = grid_note
+    if args.out_ct:
+        moved_ct = apply_to_volume(moving, result, fixed)
+        moved_ct = moved_ct.replace(array=moved_ct.array.astype("float32"))  # HU need no double precision
+        outputs["ct"] = str(write_volume(moved_ct, args.out_ct))
+    if args.report:
+        outputs["report"] = str(args.report)
+    report = {"fixed": str(args.fixed), "moving": str(args.moving), "outputs": outputs, **result.to_dict()}
+    text = json.dumps(report, indent=2, default=str)
+    if args.report:
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.report).write_text(text + "\n")
+    print(text)
+    for warning in result.quality.get("warnings", []):
+        print(f"voxeldosimetry register: warning: {warning}", file=sys.stderr)
+    return 0

@@ -1,0 +1,140 @@
+"""Guard rails shared by the time-integration functions: times, point counts, grids, quantities, NaN, negatives.
+
+Every check raises a typed error naming the problem, the timepoint involved and the fix.
+Negative voxels (reconstruction noise) follow a documented policy: 'zero' sets them to 0 and counts them in
+the result info; 'error' refuses them. NaN/inf voxels are always refused.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from VoxelDosimetryLib.errors import GridMismatchError, InputFormatError, UnitError
+from VoxelDosimetryLib.volume.volume import Volume
+
+# input quantity -> quantity of its time integral
+INTEGRAL_QUANTITY = {"activity_concentration": "tia_concentration", "activity": "tia", "dose_rate": "dose"}
+NEGATIVE_POLICIES = ("zero", "error")
+
+
+def describe_timepoint(index: int, time_s: float | None = None) -> str:
+    """'timepoint 2 (24 h)' for messages; `index` is 0-based."""
+    when = "" if time_s is None else f" ({time_s / 3600.0:g} h)"
+    return f"timepoint {index + 1}{when}"
+
+
+def check_times(times_s: Sequence[float], n_images: int | None = None) -> np.ndarray:
+    """Times after injection (s) as a float64 array: finite, > 0, strictly increasing, one per image."""
+    try:
+        times = np.array(times_s, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise InputFormatError(f"Times must be numbers in seconds after injection; got {times_s!r}.") from exc
+    if n_images is not None and times.size != n_images:
+        raise InputFormatError(f"{n_images} image(s) but {times.size} time(s): give exactly one time after "
+                               "injection per image, in the same order.")
+    if times.size == 0:
+        raise InputFormatError("No timepoints given: time integration needs at least one image and its time.")
+    bad = np.nonzero(~np.isfinite(times))[0]
+    if bad.size:
+        raise InputFormatError(f"The time of {describe_timepoint(int(bad[0]))} is {times[bad[0]]}: times must be "
+                               "finite numbers of seconds after injection.")
+    bad = np.nonzero(times <= 0)[0]
+    if bad.size:
+        raise InputFormatError(f"The time of {describe_timepoint(int(bad[0]))} is {times[bad[0]]:g} s: times are "
+                               "counted from the injection and must be > 0 (an image at the injection itself "
+                               "cannot be integrated; give the time after injection).")
+    steps = np.diff(times)
+    same = np.nonzero(steps == 0)[0]
+    if same.size:
+        i = int(same[0])
+        raise InputFormatError(f"{describe_timepoint(i)} and {describe_timepoint(i + 1)} have the same time "
+                               f"({times[i] / 3600.0:g} h): each timepoint needs its own time; drop or merge "
+                               "the duplicate.")
+    back = np.nonzero(steps < 0)[0]
+    if back.size:
+        i = int(back[0])
+        raise InputFormatError(f"Times must increase: {describe_timepoint(i + 1, times[i + 1])} comes after "
+                               f"{describe_timepoint(i, times[i])}. Give the images in time order.")
+    return times
+
+
+def check_point_count(n_points: int, needed: int, model: str, exact: bool = False) -> None:
+    """Refuse a model that has more parameters than there are timepoints."""
+    if exact and n_points != needed:
+        raise InputFormatError(f"Model {model!r} uses exactly {needed} timepoint(s); got {n_points}. Choose a "
+                               "multi-timepoint model (e.g. 'trapezoid') for several images.")
+    if n_points < needed:
+        raise InputFormatError(f"Model {model!r} needs at least {needed} timepoints; got {n_points}. Add "
+                               "timepoints or choose a model with fewer parameters (e.g. 'trapezoid', or "
+                               "'hanscheid' for a single image).")
+
+
+def check_timepoint_images(images: Sequence[Volume], times_s: np.ndarray,
+                           quantities: Sequence[str]) -> list[Volume]:
+    """Images in canonical units, one quantity, one grid, finite; errors name the timepoint at fault."""
+    if isinstance(images, Volume):
+        images = [images]
+    images = list(images)
+    out = []
+    for i, image in enumerate(images):
+        where = describe_timepoint(i, times_s[i] if i < len(times_s) else None)
+        if not isinstance(image, Volume):
+            raise InputFormatError(f"The image of {where} is a {type(image).__name__}, not a Volume; load it with "
+                                   "VoxelDosimetryLib.io.read_volume.")
+        if image.quantity not in quantities:
+            hint = ""
+            if image.quantity == "counts":
+                hint = (" Calibrate it first (kinetics.quantification.calibrate_counts, CLI "
+                        "--sensitivity-cps-per-mbq S --counts-duration-s D).")
+            elif image.quantity == "unknown":
+                hint = " The file does not say what it holds: set the quantity when loading (CLI --quantity)."
+            raise UnitError(f"The image of {where} holds {image.quantity!r} ({image.unit}); this integration "
+                            f"needs {' or '.join(quantities)}.{hint}")
+        if image.quantity != images[0].quantity:
+            raise UnitError(f"The image of {where} holds {image.quantity!r} but timepoint 1 holds "
+                            f"{images[0].quantity!r}: all timepoints must hold the same quantity.")
+        problem = image.grid.mismatch(images[0].grid)
+        if problem is not None:
+            raise GridMismatchError(f"The image of {where} is not on the grid of timepoint 1: {problem}. Register "
+                                    "and resample every timepoint onto one grid first (`voxeldosimetry register`, "
+                                    "or VoxelDosimetryLib.geometry.resample_to(image, reference, mode='activity')).")
+        check_not_decay_corrected(image, where)
+        image = image.to_canonical_unit()
+        if image.array.dtype.kind == "f":
+            bad = int(np.count_nonzero(~np.isfinite(image.array)))
+            if bad:
+                raise InputFormatError(f"The image of {where} holds {bad} NaN/inf voxel(s). Replace them (e.g. by 0 "
+                                       "outside the reconstructed field of view) before time integration.")
+        out.append(image)
+    return out
+
+
+def check_not_decay_corrected(image: Volume, where: str) -> None:
+    """Refuse images decay-corrected to the injection: time integration needs the activity at scan time."""
+    calibration = image.metadata.get("calibration")
+    nm = image.metadata.get("nm")
+    corrected = isinstance(calibration, dict) and bool(calibration.get("decay_corrected_to_reference"))
+    admin = isinstance(nm, dict) and str(nm.get("decay_correction") or "").upper() == "ADMIN"
+    if corrected or admin:
+        raise InputFormatError(f"The image of {where} is decay-corrected to the injection/reference time; time "
+                               "integration needs the activity present at scan time (physical decay is part of "
+                               "the curve). Recalibrate without a reference time, or undo the correction.")
+
+
+def negative_summary(images: Sequence[Volume], times_s: np.ndarray, policy: str) -> dict:
+    """Count negative voxels per timepoint; raise under policy 'error'. Returns info entries."""
+    if policy not in NEGATIVE_POLICIES:
+        raise InputFormatError(f"negative_policy must be one of {NEGATIVE_POLICIES}; got {policy!r}.")
+    counts, minima = [], []
+    for image in images:
+        a = image.array
+        counts.append(int(np.count_nonzero(a < 0)))
+        minima.append(float(a.min()) if a.size else 0.0)
+    if policy == "error" and any(counts):
+        i = next(k for k, c in enumerate(counts) if c)
+        raise InputFormatError(f"The image of {describe_timepoint(i, times_s[i])} has {counts[i]} negative voxel(s) "
+                               f"(minimum {minima[i]:g}). Use negative_policy='zero' (CLI --negative-values zero) "
+                               "to set them to 0, or fix the reconstruction.")
+    return {"negative_policy": policy, "negative_voxels_set_to_zero": counts if policy == "zero" else [0] * len(counts),
+            "most_negative_value": [min(m, 0.0) for m in minima]}
