@@ -49,6 +49,8 @@ def main(argv=None) -> int:
     ap.add_argument("--decays", type=float, default=2e5)
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
     ap.add_argument("--batch-size", type=int, default=500_000)
+    ap.add_argument("--convergence", type=float, nargs="*", default=[1e5, 4e5, 1.6e6],
+                    help="decays for the uncertainty-vs-time runs on the largest phantom (none to skip)")
     args = ap.parse_args(argv)
     import torch
 
@@ -74,6 +76,23 @@ def main(argv=None) -> int:
                 "energy_balance_relative_error": s["energy_balance_relative_error"],
                 "median_relative_uncertainty_in_liver_and_kidneys": liver_unc})
             print(json.dumps(out["cases"][-1]), file=sys.stderr)
+    # uncertainty reached vs time: full physics on the largest phantom, increasing decays (baseline: the first run)
+    n = max(args.sizes)
+    spacing = 4.8 * 64 / n
+    ct, act = patient_like(n, spacing)
+    activity = Volume(act, spacing=(spacing,) * 3, quantity="activity_concentration", unit="Bq/mL")
+    eng = MonteCarloEngine(ct, "Lu-177", device=args.device)
+    out["convergence"] = []
+    for decays in args.convergence:
+        res = eng.run(activity, histories=int(decays), seed=2, batch_size=args.batch_size)
+        s = res.stats
+        out["convergence"].append({"size": n, "decays": int(decays), "time_s": round(s["time_s"], 3),
+                                   "decays_per_s": round(s["decays_per_s"], 1),
+                                   "median_relative_uncertainty_in_liver_and_kidneys":
+                                       float(np.median(res.uncertainty.array[act >= 2.0e4])),
+                                   "median_relative_uncertainty_in_kidneys":
+                                       float(np.median(res.uncertainty.array[act >= 1.0e5]))})
+        print(json.dumps(out["convergence"][-1]), file=sys.stderr)
     print(json.dumps(out, indent=1))
     return 0
 

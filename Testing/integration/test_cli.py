@@ -50,18 +50,22 @@ def test_convert_errors_exit_nonzero_with_a_message(tmp_path, capsys):
 def test_demo_runs_end_to_end(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out
-    assert "liver" in out and "Lu-177" in out
-    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
-    assert [row["time_h"] for row in summary["timepoints"]] == [4.0, 24.0, 96.0, 168.0]
+    assert "liver" in out and "Lu-177" in out and "mean_gy" in out
     case = json.loads((tmp_path / "demo" / "case" / "case.json").read_text())
     truth = case["notes"]["true_organ_tia_bq_s"]
     assert truth["liver"] > truth["kidney_left"] > 0
+    manifest = json.loads((tmp_path / "demo" / "run" / "run.json").read_text())
+    assert [s["name"] for s in manifest["steps"]][-2:] == ["labels", "tables"]
     # the SPECT keeps the true total activity: compare with the truth volume at each time
-    for row, tp in zip(summary["timepoints"], case["timepoints"]):
+    for tp in case["timepoints"]:
+        info = [s["info"] for s in manifest["steps"] if s["name"] == f"activity_{tp['time_h']:g}h"][0]
         true = read_volume(tmp_path / "demo" / "case" / tp["activity_true"])
-        true_total = true.array.sum() * true.voxel_volume_ml
-        assert row["total_activity_bq"] == pytest.approx(true_total, rel=0.01)
-    assert (tmp_path / "demo" / "converted" / "density.nrrd").exists()
+        assert info["total_on_dose_grid_bq"] == pytest.approx(true.array.sum() * true.voxel_volume_ml, rel=0.01)
+    table = json.loads((tmp_path / "demo" / "run" / "tables" / "segments.json").read_text())
+    rows = {r["name"]: r for r in table["rows"]}
+    assert rows["liver"]["tia_mbq_h"] * 3.6e9 == pytest.approx(truth["liver"], rel=0.15)
+    assert rows["tumour_liver"]["mean_gy"] > rows["liver"]["mean_gy"] > 0
+    assert (tmp_path / "demo" / "run" / "report.md").exists()
 
 
 def test_dose_led_resamples_the_source_onto_the_ct_grid(tmp_path, capsys):

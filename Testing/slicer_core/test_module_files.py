@@ -162,4 +162,4 @@ def test_icon_is_a_128_pixel_png():
 def test_requirements_name_what_slicer_does_not_ship():
     lines = [line.split("#")[0].strip() for line in REQUIREMENTS.read_text().splitlines()]
     names = {re.split(r"[<>=!~ \[;]", line)[0].lower() for line in lines if line}
-    assert names == {"torch", "pynrrd", "icrp107-database", "xraylib", "scipy", "matplotlib"}
+    assert names == {"torch", "pynrrd", "icrp107-database", "xraylib", "scipy", "matplotlib", "pyyaml"}

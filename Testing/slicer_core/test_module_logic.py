@@ -321,5 +321,6 @@ def test_guess_reference_ct_uses_the_quantity_attribute_not_names(logic, scene):
 
 def test_requirements_file_is_read(logic):
     requirements = logic.requirements()
-    assert [r.split(">")[0] for r in requirements] == ["torch", "pynrrd", "icrp107-database", "xraylib", "scipy", "matplotlib"]
+    assert [r.split(">")[0] for r in requirements] == ["torch", "pynrrd", "icrp107-database", "xraylib", "scipy", "matplotlib",
+                                                       "PyYAML"]
     assert set(logic.missingRequirements()) <= set(requirements)

@@ -62,6 +62,7 @@ def _scaled_source(path: str, quantity: str, total: float | None, total_unit: st
 
     from VoxelDosimetryLib.errors import InputFormatError
     from VoxelDosimetryLib.io import read_volume
+    from VoxelDosimetryLib.volume.source_weights import checked_source_weights
     from VoxelDosimetryLib.volume.units import conversion_factor
 
     volume = read_volume(path)
@@ -70,9 +71,7 @@ def _scaled_source(path: str, quantity: str, total: float | None, total_unit: st
         return volume
     if not total > 0:
         raise InputFormatError(f"The total must be > 0 {total_unit}; got {total}.")
-    weights = np.asarray(volume.array, dtype=np.float64)
-    if not np.all(np.isfinite(weights)) or weights.min() < 0 or weights.sum() <= 0:
-        raise InputFormatError(f"{path}: a relative source map must be finite, non-negative and not all zero.")
+    weights = checked_source_weights(volume.array, f"The relative source map {path}")
     canonical = "Bq/mL" if quantity == "activity_concentration" else "Bq*s/mL"
     total_canonical = total * conversion_factor(total_unit, canonical.replace("/mL", ""))
     per_ml = weights * (total_canonical / weights.sum() / volume.voxel_volume_ml)

@@ -6,11 +6,11 @@ import sys
 from typing import Sequence
 
 from VoxelDosimetryLib import __version__
-from VoxelDosimetryLib.cli import compare, convert, demo, dose, gate, info, register, tia, voi
+from VoxelDosimetryLib.cli import compare, convert, demo, dose, gate, info, register, run, tia, voi
 from VoxelDosimetryLib.errors import VoxelDosimetryError
 
 # Every sub-command module provides add_parser(subparsers) and run(args) -> int.
-COMMANDS = (info, demo, convert, dose, register, compare, voi, tia, gate)
+COMMANDS = (info, demo, convert, dose, register, compare, voi, tia, gate, run)
 
 
 def build_parser() -> argparse.ArgumentParser:

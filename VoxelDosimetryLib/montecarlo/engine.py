@@ -17,7 +17,6 @@ n_batches and batch_size (chunking), and on the device type (CPU and CUDA random
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from VoxelDosimetryLib.montecarlo.transport_photon import (
     photon_tables_from_cross_sections,
     transport_photons,
 )
+from VoxelDosimetryLib.volume.source_weights import checked_source_weights
 from VoxelDosimetryLib.volume.volume import Volume
 
 ENGINE_NAME = "VoxelDosimetry-MC"
@@ -286,13 +286,7 @@ def run_monte_carlo(activity: Volume, ct: Any, nuclide: str = "Lu-177", historie
             raise GridMismatchError(f"The activity map and the CT are on different voxel grids: {problem}. Resample "
                                     "the activity onto the CT grid first (VoxelDosimetryLib.geometry.resample_to).")
     # validate the source before the (slower) table set-up
-    w = np.asarray(activity.array, dtype=np.float64)
-    if not np.all(np.isfinite(w)):
-        raise InputFormatError("The activity/TIA map holds NaN or infinite values; clean it before the MC run.")
-    if w.size and w.min() < 0:
-        raise InputFormatError(f"The activity/TIA map has negative values (min {w.min():.4g}); clip them to 0 first.")
-    if not w.sum() > 0:
-        raise InputFormatError("The activity/TIA map sums to zero: there is nothing to simulate.")
+    checked_source_weights(activity.array)
     engine = MonteCarloEngine(ct, nuclide=nuclide, device=device, cut_mev=cut_mev, media_table=media_table,
                               components=components)
     return engine.run(activity, histories=histories, seed=seed, n_batches=n_batches, batch_size=batch_size,

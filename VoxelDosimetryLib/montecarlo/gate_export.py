@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from VoxelDosimetryLib.errors import InputFormatError, UnitError, VoxelDosimetryError
+from VoxelDosimetryLib.volume.source_weights import checked_source_weights
 from VoxelDosimetryLib.volume.volume import Volume
 
 EXPORT_FORMAT = "voxeldosimetry-gate-export"
@@ -82,14 +83,7 @@ def _check_source(source: Volume, ct: Volume) -> tuple[Volume, list[str]]:
     if source.quantity not in _SOURCE_TOTALS and source.quantity != "unknown":
         raise UnitError(f"The source image holds {source.quantity!r} ({source.unit}); the GATE source needs activity "
                         "(Bq/mL, Bq) or time-integrated activity (Bq*s/mL, Bq*s).")
-    values = np.asarray(source.array, dtype=np.float64)
-    if not np.all(np.isfinite(values)):
-        raise InputFormatError("The source image has NaN or infinite voxels; clean it before exporting.")
-    if values.size and values.min() < 0:
-        raise InputFormatError(f"The source image has negative values (min {values.min():.4g}); clip them to 0 "
-                               "first (the GATE source samples voxels in proportion to their value).")
-    if not values.sum() > 0:
-        raise InputFormatError("The source image sums to zero: there is nothing to simulate.")
+    checked_source_weights(source.array, "The source image")
     if source.grid.mismatch(ct.grid) is not None:
         from VoxelDosimetryLib.geometry import resample_to
 

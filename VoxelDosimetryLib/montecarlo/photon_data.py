@@ -594,7 +594,6 @@ class PhotonCrossSections(MediaTableAccessors):
         n_frac = n_frac / n_frac.sum(axis=1, keepdims=True)
         sf_m = n_frac @ s_el
         ff2_m = n_frac @ (f_el ** 2)
-        z_per_atom = n_frac @ z_arr
         # cumulative int_0^{x^2} F^2 d(x^2) on the grid: F^2(x_min) x_min^2 below the grid, then trapezoid in ln x
         # with d(x^2) = 2 x^2 d(ln x)
         integrand = ff2_m * 2.0 * x_grid[None, :] ** 2

@@ -26,6 +26,7 @@ import numpy as np
 
 from VoxelDosimetryLib.errors import InputFormatError
 from VoxelDosimetryLib.physics.nuclides import Nuclide
+from VoxelDosimetryLib.volume.source_weights import checked_source_weights
 
 
 @dataclass
@@ -125,17 +126,10 @@ class DecaySource:
                  cut_mev: float = 0.01) -> None:
         import torch
 
-        w = np.asarray(weights, dtype=np.float64)
+        w = checked_source_weights(weights)
         if w.ndim != 3:
             raise InputFormatError(f"The source needs a 3-D (z, y, x) array; got shape {w.shape}.")
-        if not np.all(np.isfinite(w)):
-            raise InputFormatError("The activity/TIA map holds NaN or infinite values; clean it before the MC run.")
-        if w.size and w.min() < 0:
-            raise InputFormatError(f"The activity/TIA map has negative values (min {w.min():.4g}); clip them to 0 "
-                                   "(e.g. numpy.clip(a, 0, None)) before the MC run.")
         total = float(w.sum())
-        if not total > 0:
-            raise InputFormatError("The activity/TIA map sums to zero: there is nothing to simulate.")
         if not (cut_mev >= 0 and math.isfinite(cut_mev)):
             raise InputFormatError(f"The cut-off energy must be >= 0 MeV; got {cut_mev}.")
         self.shape_zyx = tuple(int(s) for s in w.shape)

@@ -26,7 +26,7 @@ ESTAR_WATER_CSDA_G_CM2 = {0.01: 2.515e-4, 0.1: 1.431e-2, 1.0: 0.4367}
 
 #: PHYSICS.md 4.1(c): Lu-177 sphere S-values (mGy/(MBq s)) and masses (g) -> absorbed energy per decay (keV).
 SPHERE_REFERENCE = {1.0: (4.54, 0.00431), 2.0: (0.629, 0.0345), 3.0: (0.193, 0.116), 5.0: (0.0427, 0.539),
-                    10.0: (5.46e-3, 4.31), 20.0: (6.93e-4, 34.5), 30.0: (2.07e-4, 116.0)}
+                    10.0: (5.46e-3, 4.31), 20.0: (6.93e-4, 34.5), 30.0: (2.07e-4, 116.0), 60.0: (2.65e-5, 932.0)}
 #: density implied by the sphere table's masses (4.31 g for r = 10 mm): ICRP soft tissue, 1.03 g/cm3
 SPHERE_DENSITY_G_CM3 = 1.03
 
