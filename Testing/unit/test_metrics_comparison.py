@@ -81,7 +81,7 @@ def test_error_maps_are_finite_and_relative_error_is_defined_above_the_threshold
     test = reference.with_array(reference.array * 0.8 + 0.01)
     result = compare_doses(test, reference, ct=ct, threshold_fraction=0.05)
     rel, diff = result.maps["relative_error"], result.maps["difference"]
-    assert rel.quantity == "unknown" and rel.unit == "%"
+    assert rel.quantity == "relative_error" and rel.unit == "%"
     assert diff.quantity == "dose" and diff.unit == "Gy"
     assert np.all(np.isfinite(rel.array)) and np.all(np.isfinite(diff.array))
     threshold = 0.05 * reference.array[result.mask].max()

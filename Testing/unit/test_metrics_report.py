@@ -38,7 +38,6 @@ def test_report_writes_every_file_and_links_each_figure(tmp_path):
     diff = read_volume(out.parent / "difference_gy.nrrd")
     rel = read_volume(out.parent / "relative_error.nrrd")
     assert diff.quantity == "dose" and diff.unit == "Gy" and diff.grid == reference.grid
-    # written as quantity 'unknown', unit '%'; the reader infers a quantity from the unit alone
-    assert rel.unit == "%" and rel.metadata["description"].startswith("relative error")
+    assert rel.quantity == "relative_error" and rel.unit == "%" and rel.metadata["description"].startswith("relative error")
     above = reference.array > 0.01 * reference.array.max()
     assert np.allclose(rel.array[above], 5.0, rtol=1e-5) and np.all(rel.array[~above] == 0)

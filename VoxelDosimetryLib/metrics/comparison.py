@@ -173,7 +173,7 @@ def compare_doses(test: Volume, reference: Volume, labels: Volume | None = None,
         "difference": Volume(difference.astype(np.float32), grid=reference.grid, quantity=reference.quantity,
                              unit=reference.unit, metadata={**meta, "description": "test - reference inside the "
                                                                                      "mask, 0 outside"}),
-        "relative_error": Volume(relative.astype(np.float32), grid=reference.grid, quantity="unknown", unit="%",
+        "relative_error": Volume(relative.astype(np.float32), grid=reference.grid, quantity="relative_error", unit="%",
                                  metadata={**meta, "description": "relative error (%): 100 (test - reference) / "
                                                                   "reference where reference > threshold inside the "
                                                                   "mask, 0 elsewhere"}),

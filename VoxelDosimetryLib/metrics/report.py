@@ -127,8 +127,8 @@ def write_report(result: ComparisonResult, out_md_path, title: str | None = None
         lines += [f"![{caption}]({Path(path).name})", "", f"*{caption}*", ""]
     lines += ["## Files", "", f"- [{METRICS_FILE}]({METRICS_FILE}): every number above, JSON",
               f"- [{difference_file}]({difference_file}): test - reference ({unit}) inside the mask, 0 outside",
-              f"- [{RELATIVE_ERROR_FILE}]({RELATIVE_ERROR_FILE}): 100 (test - reference) / reference (%, quantity "
-              "'unknown', unit '%') where reference > threshold, 0 elsewhere", "", "## Definitions", ""]
+              f"- [{RELATIVE_ERROR_FILE}]({RELATIVE_ERROR_FILE}): 100 (test - reference) / reference (quantity "
+              "'relative_error', unit '%') where reference > threshold, 0 elsewhere", "", "## Definitions", ""]
     lines += [f"- **{name}**: {text}" for name, text in m["definitions"].items()]
     if result.notes:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in result.notes]

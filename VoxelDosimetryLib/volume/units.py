@@ -33,6 +33,7 @@ QUANTITIES: dict[str, Quantity] = {
         Quantity("dose_per_decay", "Gy/(Bq*s)", "absorbed dose per decay (voxel S-value kernel)"),
         Quantity("energy_deposited", "MeV", "energy deposited per voxel"),
         Quantity("relative_uncertainty", "1", "relative statistical uncertainty (fraction, 1 sigma)"),
+        Quantity("relative_error", "1", "signed relative difference of a test map from a reference (fraction)"),
         Quantity("labels", "label", "integer segment labels", is_label=True),
         Quantity("media", "label", "medium index per voxel", is_label=True),
         Quantity("mask", "label", "binary mask", is_label=True),
