@@ -1,8 +1,9 @@
 """Fast version of Testing/benchmarks/mc_vs_egsnrc.py: our transport against stored EGSnrc (ompMC) pencil beams.
 
 One photon case (208.4 keV, Lu-177's main gamma) and one electron case (498 keV, the Lu-177 beta endpoint) with
-few histories and loose tolerances. The electron tolerances contain the known gap (R50 about -9 %, backscatter
-about -25 %, docs/VALIDATION.md); tighten them when the multiple-scattering model changes.
+few histories and loose tolerances. With the modified Wentzel multiple scattering, R50 and the mean depth agree
+within about 6 %; the energy escaping backwards at the vacuum surface is 15-40 % too high (docs/VALIDATION.md):
+the bound below contains that known gap.
 """
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def test_electron_498kev_pencil_beam_close_to_egsnrc(bench, reference):
     cmp = bench.compare_electron(ours, ref)
     assert ours["escaped_energy_fraction"] + float(ours["slab_edep_mev"].sum()) / ref["energy_mev"] == \
         pytest.approx(1.0, abs=1e-6)
-    assert cmp["r50_ratio"] == pytest.approx(1.0, abs=0.15)
-    assert cmp["mean_depth_ratio"] == pytest.approx(1.0, abs=0.12)
+    assert cmp["r50_ratio"] == pytest.approx(1.0, abs=0.09)
+    assert cmp["mean_depth_ratio"] == pytest.approx(1.0, abs=0.08)
     assert cmp["absorbed_in_thin_slabs_ours"] == pytest.approx(cmp["absorbed_in_thin_slabs_egsnrc"], abs=0.02)
-    assert 0.5 < cmp["escaped_fraction_ours"] / cmp["escaped_fraction_egsnrc"] < 1.5
+    assert 0.8 < cmp["escaped_fraction_ours"] / cmp["escaped_fraction_egsnrc"] < 1.7
