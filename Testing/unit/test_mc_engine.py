@@ -17,29 +17,20 @@ from VoxelDosimetryLib.montecarlo.engine import (  # noqa: E402
     MonteCarloEngine,
     run_monte_carlo,
 )
-from VoxelDosimetryLib.montecarlo.geometry import AIR, BONE, LUNG, WATER, VoxelPhantom  # noqa: E402
+from VoxelDosimetryLib.montecarlo.geometry import VoxelPhantom  # noqa: E402
 from VoxelDosimetryLib.montecarlo.photon_data import PhotonCrossSections  # noqa: E402
+from VoxelDosimetryLib.montecarlo.validation import slab_phantom  # noqa: E402
 from VoxelDosimetryLib.montecarlo.transport_electron import electron_tables_for_media, transport_electrons  # noqa: E402
 from VoxelDosimetryLib.montecarlo.transport_photon import (  # noqa: E402
     photon_tables_from_cross_sections,
     transport_photons,
 )
-from VoxelDosimetryLib.volume.volume import Grid, Volume  # noqa: E402
-
-
-def _slab_phantom(n=16, spacing=2.0):
-    """Water / bone / lung slabs along x with an air margin: heterogeneous interfaces."""
-    idx = np.zeros((n, n, n), np.int64)  # water
-    idx[:, :, n // 2:3 * n // 4] = 1  # bone
-    idx[:, :, 3 * n // 4:] = 2  # lung
-    idx[:, :, :1] = 3  # air
-    rho = np.array([1.0, 1.85, 0.26, 0.00121], np.float32)[idx]
-    return VoxelPhantom.from_arrays(Grid((n, n, n), (spacing,) * 3, (0.0, 0.0, 0.0)), [WATER, BONE, LUNG, AIR], idx, rho)
+from VoxelDosimetryLib.volume.volume import Volume  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def slab_engine():
-    return MonteCarloEngine(_slab_phantom(), "Lu-177", device="cpu")
+    return MonteCarloEngine(slab_phantom(16, 2.0), "Lu-177", device="cpu")  # water/bone/lung slabs, air margin
 
 
 def _slab_activity(shape):

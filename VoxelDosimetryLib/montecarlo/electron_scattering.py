@@ -22,6 +22,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from VoxelDosimetryLib.montecarlo.uniform_grid import loglog_uniform
+
 ELECTRON_MASS_MEV = 0.51099895  # CODATA 2018
 CLASSICAL_ELECTRON_RADIUS_CM = 2.8179403262e-13  # CODATA 2018
 BOHR_RADIUS_CM = 5.29177210903e-9  # CODATA 2018
@@ -51,35 +53,45 @@ def transport_mean_free_paths_g_cm2(energies_mev: Any, atomic_numbers: Sequence[
     return 1.0 / (per_gram @ sigma1), 1.0 / (per_gram @ sigma2)
 
 
-def wentzel_mean_one_minus_mu(screening: Any) -> np.ndarray:
-    """<1 - mu> of p(mu) ~ 1/(1 - mu + 2A)^2 on [-1, 1]: 2A[(1 + A) ln(1 + 1/A) - 1]."""
-    a = np.asarray(screening, dtype=float)
-    return 2.0 * a * ((1.0 + a) * np.log1p(1.0 / a) - 1.0)
+def _log1p(x: Any) -> Any:
+    """log(1 + x) for numpy arrays and torch tensors alike."""
+    if type(x).__module__.startswith("torch"):
+        return x.log1p()
+    return np.log1p(x)
 
 
-def wentzel_mean_x2(screening: Any) -> np.ndarray:
-    """<(1 - mu)^2> of the Wentzel shape: 2A(1 + A)[2 - 4A ln(1 + 1/A) + 2A/(1 + A)]."""
-    a = np.asarray(screening, dtype=float)
-    return 2.0 * a * (1.0 + a) * (2.0 - 4.0 * a * np.log1p(1.0 / a) + 2.0 * a / (1.0 + a))
+def _as_values(screening: Any) -> Any:
+    return screening if type(screening).__module__.startswith("torch") else np.asarray(screening, dtype=float)
+
+
+def wentzel_mean_one_minus_mu(screening: Any) -> Any:
+    """<1 - mu> of p(mu) ~ 1/(1 - mu + 2A)^2 on [-1, 1]: 2A[(1 + A) ln(1 + 1/A) - 1] (numpy or torch)."""
+    a = _as_values(screening)
+    return 2.0 * a * ((1.0 + a) * _log1p(1.0 / a) - 1.0)
+
+
+def wentzel_mean_x2(screening: Any) -> Any:
+    """<(1 - mu)^2> of the Wentzel shape: 2A(1 + A)[2 - 4A ln(1 + 1/A) + 2A/(1 + A)] (numpy or torch)."""
+    a = _as_values(screening)
+    return 2.0 * a * (1.0 + a) * (2.0 - 4.0 * a * _log1p(1.0 / a) + 2.0 * a / (1.0 + a))
 
 
 class _UniformInverse:
-    """ln A tabulated against a uniform grid of ln y for a monotone y(A)."""
+    """A tabulated against a uniform grid of ln y for a monotone y(A), looked up by log-log interpolation."""
 
     def __init__(self, ln_a: np.ndarray, y: np.ndarray, y_min: float, y_max: float, device: Any, n: int) -> None:
         import torch
 
         grid = np.linspace(np.log(y_min), np.log(y_max), n)
         self.log_y0, self.dlog_y, self.y_min, self.y_max = float(grid[0]), float(grid[1] - grid[0]), y_min, y_max
-        self.ln_a = torch.as_tensor(np.interp(grid, np.log(y), ln_a), dtype=torch.float32, device=device)
+        a = np.exp(np.interp(grid, np.log(y), ln_a))[None, :]
+        self.a = torch.as_tensor(a, dtype=torch.float32, device=device)
 
     def __call__(self, y: Any) -> Any:
         import torch
 
-        u = (torch.log(torch.clamp(y, self.y_min, self.y_max)) - self.log_y0) / self.dlog_y
-        i = torch.clamp(torch.floor(u).long(), 0, self.ln_a.numel() - 2)
-        f = u - i.to(u.dtype)
-        return torch.exp(self.ln_a[i] + f * (self.ln_a[i + 1] - self.ln_a[i]))
+        log_y = torch.log(torch.clamp(y, self.y_min, self.y_max))
+        return loglog_uniform(self.a, torch.zeros_like(log_y, dtype=torch.long), log_y, self.log_y0, self.dlog_y)
 
 
 class WentzelScreeningTable:
@@ -103,11 +115,11 @@ def sample_step_cos(tables: WentzelScreeningTable, step_over_lambda1: Any, step_
     m2 = 2.0 * g1 - (2.0 / 3.0) * g2  # target <(1 - mu)^2>
     # case I: Wentzel(A) with weight 1 - B plus no deflection; A from the moment ratio, B from the first moment
     a1 = tables.from_ratio(m2 / torch.clamp(g1, min=1e-30))
-    b1 = 1.0 - g1 / _w1(a1)
+    b1 = 1.0 - g1 / wentzel_mean_one_minus_mu(a1)
     # case II (B1 < 0, long steps): Wentzel(A) with A from the first moment plus, with weight B, the deflection
     # 1 - mu = <1 - mu>; B brings <(1 - mu)^2> down to its target (both moments stay exact)
     a2 = tables.from_mean(g1)
-    w2 = _w2(a2)
+    w2 = wentzel_mean_x2(a2)
     b2 = torch.clamp((w2 - m2) / torch.clamp(w2 - g1 * g1, min=1e-30), 0.0, 1.0)
     case2 = b1 < 0.0
     a = torch.where(case2, a2, a1)
@@ -116,14 +128,3 @@ def sample_step_cos(tables: WentzelScreeningTable, step_over_lambda1: Any, step_
     mu = 1.0 - 2.0 * a * u_angle / (1.0 - u_angle + a)
     return torch.where(u_mix < b, fixed, torch.clamp(mu, -1.0, 1.0))
 
-
-def _w1(a: Any) -> Any:
-    import torch
-
-    return 2.0 * a * ((1.0 + a) * torch.log1p(1.0 / a) - 1.0)
-
-
-def _w2(a: Any) -> Any:
-    import torch
-
-    return 2.0 * a * (1.0 + a) * (2.0 - 4.0 * a * torch.log1p(1.0 / a) + 2.0 * a / (1.0 + a))

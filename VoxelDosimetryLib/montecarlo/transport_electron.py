@@ -32,6 +32,7 @@ import numpy as np
 
 from VoxelDosimetryLib.montecarlo.electron_scattering import sample_step_cos
 from VoxelDosimetryLib.montecarlo.transport_photon import rotate
+from VoxelDosimetryLib.montecarlo.uniform_grid import loglog_uniform
 
 ELECTRON_MASS_MEV = 0.51099895  # CODATA 2018
 
@@ -65,35 +66,23 @@ class ElectronTables:
         import torch
 
         le = torch.log(torch.clamp(energy_mev, min=1e-7))
-        return _loglog_uniform(self.range_g_cm2, medium, le, self.log_e0, self.dlog_e)
+        return loglog_uniform(self.range_g_cm2, medium, le, self.log_e0, self.dlog_e)
 
     def tmfp_of(self, medium: Any, energy_mev: Any) -> tuple:
         """Transport mean free paths (lambda_1, lambda_2) in g/cm2, log-log interpolation (clamped to the ends)."""
         import torch
 
         le = torch.log(torch.clamp(energy_mev, min=1e-7))
-        return (_loglog_uniform(self.tmfp_g_cm2, medium, le, self.log_e0, self.dlog_e),
-                _loglog_uniform(self.tmfp2_g_cm2, medium, le, self.log_e0, self.dlog_e))
+        return (loglog_uniform(self.tmfp_g_cm2, medium, le, self.log_e0, self.dlog_e),
+                loglog_uniform(self.tmfp2_g_cm2, medium, le, self.log_e0, self.dlog_e))
 
     def energy_of(self, medium: Any, range_g_cm2: Any) -> Any:
         """Inverse of range_of (MeV); 0 for a range <= 0."""
         import torch
 
         lr = torch.log(torch.clamp(range_g_cm2, min=1e-30))
-        e = _loglog_uniform(self.energy_of_range_mev, medium, lr, self.log_r0, self.dlog_r)
+        e = loglog_uniform(self.energy_of_range_mev, medium, lr, self.log_r0, self.dlog_r)
         return torch.where(range_g_cm2 > 0, e, torch.zeros_like(e))
-
-
-def _loglog_uniform(table: Any, medium: Any, log_x: Any, log_x0: float, dlog_x: float) -> Any:
-    """Log-log interpolation of table[medium, :] tabulated on a uniform ln-x grid (clamped to its ends)."""
-    import torch
-
-    u = (log_x - log_x0) / dlog_x
-    i = torch.clamp(torch.floor(u).long(), 0, table.shape[1] - 2)
-    f = u - i.to(u.dtype)
-    lo = torch.log(table[medium, i])
-    hi = torch.log(table[medium, i + 1])
-    return torch.exp(lo + f * (hi - lo))
 
 
 def build_electron_tables(energies_mev: np.ndarray, range_g_cm2: np.ndarray, z_over_a: Sequence[float],
