@@ -11,7 +11,7 @@ import SimpleITK as sitk
 from VoxelDosimetryLib.cli.main import main
 from VoxelDosimetryLib.io import read_volume
 from VoxelDosimetryLib.montecarlo.gate_export import opengate_installed
-from VoxelDosimetryLib.pipeline.case import read_case
+from VoxelDosimetryLib.io.case import read_case
 from VoxelDosimetryLib.simulate.demo_case import generate_demo_case
 
 N_EVENTS = 4000

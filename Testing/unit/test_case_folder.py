@@ -8,7 +8,8 @@ import pytest
 
 from VoxelDosimetryLib import Volume
 from VoxelDosimetryLib.errors import InputFormatError, UnknownNuclideError
-from VoxelDosimetryLib.pipeline import Case, Timepoint, read_case, write_case
+from VoxelDosimetryLib.io.case import Case, Timepoint, read_case, write_case
+from VoxelDosimetryLib.pipeline import PipelineConfig
 
 
 def small_case(tmp_path, times=(4.0, 24.0)):
@@ -50,8 +51,9 @@ def test_unknown_nuclide_and_bad_json(tmp_path):
     path = tmp_path / "case" / "case.json"
     data = json.loads(path.read_text())
     path.write_text(json.dumps({**data, "nuclide": "Lu-178x"}))
+    assert read_case(tmp_path / "case").nuclide == "Lu-178x"  # io reads the folder; the name is checked above io
     with pytest.raises(UnknownNuclideError):
-        read_case(tmp_path / "case")
+        PipelineConfig.from_case(tmp_path / "case")
     path.write_text("{not json")
     with pytest.raises(InputFormatError, match="not valid JSON"):
         read_case(tmp_path / "case")

@@ -14,7 +14,7 @@ from VoxelDosimetryLib.montecarlo.gate_import import (compare_grids, find_gate_o
                                                       load_gate_dose)
 from VoxelDosimetryLib.montecarlo.gate_stats import parse_gate_stats, read_gate_stats
 from VoxelDosimetryLib.physics import hu_to_density
-from VoxelDosimetryLib.pipeline.case import Case, Timepoint, read_case, write_case
+from VoxelDosimetryLib.io.case import Case, Timepoint, read_case, write_case
 from VoxelDosimetryLib.volume import Volume
 
 # GATE 9 GateSimulationStatisticActor::SaveData layout (ctime dates carry their own newline)

@@ -463,6 +463,7 @@ def test_dicom_dispatch_is_lazy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert calls["read"] == single
     vol = Volume(np.zeros((2, 2, 2), np.int16), quantity="ct")
     assert write_volume(vol, tmp_path / "out_series") == tmp_path / "out_series"
-    assert calls["write"] == tmp_path / "out_series"
+    # written into a staging folder beside the target, then renamed into place (io/safe_write.py)
+    assert calls["write"].name == "out_series" and calls["write"].parent.parent == tmp_path
     write_volume(vol, tmp_path / "out.dir", format="dicom")
-    assert calls["write"] == tmp_path / "out.dir"
+    assert calls["write"].name == "out.dir" and calls["write"].parent.parent == tmp_path

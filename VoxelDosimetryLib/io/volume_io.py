@@ -23,7 +23,8 @@ from VoxelDosimetryLib.io.interfile_io import is_interfile_header, read_interfil
 from VoxelDosimetryLib.io.metaimage_io import read_metaimage, write_metaimage
 from VoxelDosimetryLib.io.nifti_io import read_nifti, write_nifti
 from VoxelDosimetryLib.io.nrrd_io import read_nrrd, write_nrrd
-from VoxelDosimetryLib.io.sidecar import relabel
+from VoxelDosimetryLib.io.safe_write import atomic_output
+from VoxelDosimetryLib.io.sidecar import check_sidecar_writable, relabel
 from VoxelDosimetryLib.volume.volume import Volume
 
 # extension -> format name (compound extensions first)
@@ -134,8 +135,13 @@ def write_volume(volume: Volume, path: str | Path, format: str | None = None, **
         from VoxelDosimetryLib.io.dicom import write_dicom_ct_series  # lazy: optional heavy dependency
 
         _check_options(write_dicom_ct_series, options, fmt)
-        write_dicom_ct_series(volume, path, **options)  # returns the slice files; we return the folder
+        with atomic_output(path) as staged:  # the whole series appears at once
+            write_dicom_ct_series(volume, staged, **options)
         return path
     writer = _WRITERS[fmt]
     _check_options(writer, options, fmt)
-    return writer(volume, path, **options)
+    if fmt in ("nifti", "metaimage", "interfile"):
+        check_sidecar_writable(path)  # the staged write cannot see a sidecar of another image at the target
+    with atomic_output(path) as staged:  # data file, sidecar and header renamed into place when complete
+        writer(volume, staged, **options)
+    return path

@@ -191,7 +191,7 @@ def export_case(case_dir: str | Path, out_dir: str | Path, source_path: str | Pa
     """export_gate_simulation for a case folder: its CT, and its TIA (case.json "tia") unless `source_path`
     names another activity or TIA image. options: as export_gate_simulation (nuclide defaults to the case's)."""
     from VoxelDosimetryLib.io import read_volume
-    from VoxelDosimetryLib.pipeline.case import read_case
+    from VoxelDosimetryLib.io.case import read_case
 
     case = read_case(case_dir)
     if source_path is None:

@@ -342,7 +342,7 @@ def import_gate_to_case(folder: str | Path, case_dir: str | Path, prefix: str | 
     and the case.json "mc" entry; returns a JSON-friendly summary. Raises GridMismatchError (see compare_grids)."""
     from VoxelDosimetryLib.io import write_volume
     from VoxelDosimetryLib.physics import hu_to_density
-    from VoxelDosimetryLib.pipeline.case import read_case, write_case
+    from VoxelDosimetryLib.io.case import read_case, write_case
 
     case = read_case(case_dir)
     ct = case.load_ct()

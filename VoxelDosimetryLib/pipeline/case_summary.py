@@ -5,7 +5,7 @@ import numpy as np
 
 from VoxelDosimetryLib.geometry import resample_to
 from VoxelDosimetryLib.physics import get_nuclide
-from VoxelDosimetryLib.pipeline.case import Case
+from VoxelDosimetryLib.io.case import Case
 from VoxelDosimetryLib.volume import Volume
 
 

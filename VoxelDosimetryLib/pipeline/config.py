@@ -168,7 +168,7 @@ class PipelineConfig:
         Per-timepoint CTs come from case notes `timepoint_cts` (one file per timepoint), SPECT calibration
         values from notes `calibration`, the true organ TIA (generated cases) from notes `true_organ_tia_bq_s`.
         """
-        from VoxelDosimetryLib.pipeline.case import read_case
+        from VoxelDosimetryLib.io.case import read_case
 
         case = read_case(folder)
         root = Path(folder).resolve()

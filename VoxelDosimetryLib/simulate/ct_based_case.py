@@ -21,7 +21,7 @@ from VoxelDosimetryLib.geometry.resample import resample_to
 from VoxelDosimetryLib.io import read_volume
 from VoxelDosimetryLib.kinetics.registration_quality import body_mask
 from VoxelDosimetryLib.physics import get_nuclide
-from VoxelDosimetryLib.pipeline.case import Case, Timepoint, write_case
+from VoxelDosimetryLib.io.case import Case, Timepoint, write_case
 from VoxelDosimetryLib.simulate.spect import simulate_spect
 from VoxelDosimetryLib.simulate.virtual_patient import OrganKinetics
 from VoxelDosimetryLib.volume import Grid, Volume

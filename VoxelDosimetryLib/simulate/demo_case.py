@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Sequence
 
-from VoxelDosimetryLib.pipeline.case import Case, Timepoint, write_case
+from VoxelDosimetryLib.io.case import Case, Timepoint, write_case
 from VoxelDosimetryLib.simulate.spect import simulate_spect
 from VoxelDosimetryLib.simulate.virtual_patient import build_virtual_patient
 from VoxelDosimetryLib.volume import Grid

@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 from VoxelDosimetryLib.errors import InputFormatError
-from VoxelDosimetryLib.physics import get_nuclide
+from VoxelDosimetryLib.io.volume_io import read_volume, write_volume
 from VoxelDosimetryLib.volume import Volume
 
 CASE_FORMAT = "voxeldosimetry-case"
@@ -47,9 +47,13 @@ class Case:
     folder: Path | None = None
 
     def validate(self) -> None:
-        """Raise InputFormatError naming every problem (missing files, bad times, unknown nuclide)."""
+        """Raise InputFormatError naming every problem (missing files, bad times).
+
+        The nuclide name is checked against the decay database by its users (physics layer, above io).
+        """
         problems = []
-        get_nuclide(self.nuclide)  # raises UnknownNuclideError with suggestions
+        if not isinstance(self.nuclide, str) or not self.nuclide.strip():
+            problems.append(f"nuclide must be a name such as 'Lu-177'; got {self.nuclide!r}")
         if not self.timepoints:
             problems.append("no timepoints are listed")
         times = [tp.time_h for tp in self.timepoints]
@@ -78,15 +82,12 @@ class Case:
         return self.folder / name
 
     def load_ct(self) -> Volume:
-        from VoxelDosimetryLib.io import read_volume
         return read_volume(self.path(self.ct), quantity="ct")
 
     def load_spect(self, index: int) -> Volume:
-        from VoxelDosimetryLib.io import read_volume
         return read_volume(self.path(self.timepoints[index].spect))
 
     def load_labels(self) -> Volume | None:
-        from VoxelDosimetryLib.io import read_volume
         return None if self.labels is None else read_volume(self.path(self.labels), quantity="labels")
 
     def to_json(self) -> dict:
@@ -124,8 +125,6 @@ def read_case(folder: str | Path) -> Case:
 
 def write_case(case: Case, folder: str | Path, volumes: dict[str, Volume]) -> Case:
     """Write the volumes (file name -> Volume, names as listed in `case`) and case.json into `folder`."""
-    from VoxelDosimetryLib.io import write_volume
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for name, volume in volumes.items():
