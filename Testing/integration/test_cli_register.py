@@ -12,7 +12,8 @@ from VoxelDosimetryLib.cli.main import main
 from VoxelDosimetryLib.geometry import resample_to
 from VoxelDosimetryLib.io import read_volume, write_volume
 from VoxelDosimetryLib.kinetics.registration import read_transform
-from VoxelDosimetryLib.kinetics.registration_quality import body_mask, displacement_stats
+from VoxelDosimetryLib.kinetics.registration_quality import displacement_stats
+from VoxelDosimetryLib.physics.body_mask import body_mask_volume
 from VoxelDosimetryLib.simulate import build_virtual_patient
 from VoxelDosimetryLib.volume import Grid
 
@@ -59,7 +60,7 @@ def test_register_writes_transform_spect_ct_and_report(case, capsys):
     assert report["outputs"]["spect_grid"] == "moving SPECT voxel size, covering the fixed CT"
 
     transform = read_transform(out["transform"])
-    error = displacement_stats(transform, body_mask(patient.ct), reference=truth)
+    error = displacement_stats(transform, body_mask_volume(patient.ct), reference=truth)
     assert error["max_mm"] <= 1.5  # 8 mm voxels
 
     spect = read_volume(out["spect"])

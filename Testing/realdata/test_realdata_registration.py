@@ -18,7 +18,8 @@ from conftest import require_data
 from VoxelDosimetryLib.geometry import resample_to
 from VoxelDosimetryLib.io import read_volume
 from VoxelDosimetryLib.kinetics.registration import affine_parts, register_ct
-from VoxelDosimetryLib.kinetics.registration_quality import body_mask, displacement_stats, rotation_angle_deg
+from VoxelDosimetryLib.kinetics.registration_quality import displacement_stats, rotation_angle_deg
+from VoxelDosimetryLib.physics.body_mask import body_mask_volume
 from VoxelDosimetryLib.volume import Grid
 
 pytestmark = pytest.mark.realdata
@@ -31,7 +32,7 @@ def ct(test_data_dir):
 
 @pytest.fixture(scope="module")
 def body(ct):
-    return body_mask(ct)
+    return body_mask_volume(ct)
 
 
 def _truth(ct, angles_deg, translation_mm) -> sitk.Euler3DTransform:

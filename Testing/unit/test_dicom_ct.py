@@ -15,7 +15,7 @@ from dicom_builders import new_dataset
 from VoxelDosimetryLib.errors import InputFormatError, MissingMetadataError, UnitError
 from VoxelDosimetryLib.io.dicom import list_dicom_series, read_dicom
 from VoxelDosimetryLib.io.dicom_ct import read_dicom_ct_series, write_dicom_ct_series
-from VoxelDosimetryLib.io.dicom_values import combine_date_time, parse_dt, parse_tm
+from VoxelDosimetryLib.io.datetime_parse import combine_date_time, parse_dt, parse_tm
 from VoxelDosimetryLib.volume.volume import Grid, Volume
 
 CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"

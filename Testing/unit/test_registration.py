@@ -16,9 +16,8 @@ from VoxelDosimetryLib.kinetics.registration import (
     write_transform,
 )
 from VoxelDosimetryLib.kinetics.registration_elastix import elastix_available
-from VoxelDosimetryLib.kinetics.registration_quality import (
-    body_mask, dice, displacement_stats, rotation_angle_deg,
-)
+from VoxelDosimetryLib.kinetics.registration_quality import dice, displacement_stats, rotation_angle_deg
+from VoxelDosimetryLib.physics.body_mask import body_mask_volume
 from VoxelDosimetryLib.simulate import build_virtual_patient
 
 
@@ -57,7 +56,7 @@ def registered(phantom, moving_ct):
 
 
 def test_recovers_a_known_rigid_transform(phantom, truth, registered):
-    error = displacement_stats(registered.transform, body_mask(phantom.ct), reference=truth)
+    error = displacement_stats(registered.transform, body_mask_volume(phantom.ct), reference=truth)
     assert error["max_mm"] <= 1.0, error
     recovered, _ = affine_parts(registered.transform)
     expected, _ = affine_parts(truth)
@@ -67,7 +66,7 @@ def test_recovers_a_known_rigid_transform(phantom, truth, registered):
     assert quality["dice_body_after"] > 0.97
     assert quality["final_metric_value"] < quality["start_metric_value"]  # MI is negated: lower is better
     assert quality["iterations"] > 0 and "step" in quality["stop_condition"].lower()
-    moved = displacement_stats(truth, body_mask(phantom.ct))
+    moved = displacement_stats(truth, body_mask_volume(phantom.ct))
     assert quality["displacement_mean_mm"] == pytest.approx(moved["mean_mm"], abs=1.0)
     assert quality["warnings"] == []
     report = json.loads(json.dumps(registered.to_dict()))
@@ -131,7 +130,7 @@ def test_apply_to_volume_keeps_labels_integer_and_fills_ct_with_air(phantom, tru
     assert set(np.unique(labels.array)) <= set(np.unique(phantom.labels.array))
     ct = apply_to_volume(moving_ct, registered, phantom.ct)
     assert ct.grid == phantom.ct.grid and ct.quantity == "ct"
-    body = body_mask(phantom.ct).array > 0
+    body = body_mask_volume(phantom.ct).array > 0
     error_after = np.abs(ct.array[body] - phantom.ct.array[body]).mean()
     error_before = np.abs(moving_ct.array[body] - phantom.ct.array[body]).mean()
     ideal = resample_to(moving_ct, phantom.ct, transform=truth, default_value=-1000.0)  # edges interpolated twice
@@ -202,7 +201,7 @@ def test_initial_transform_seeds_the_rigid_stage(phantom, truth, moving_ct):
     start = _rigid((1.5, -2.5, 3.5), (4.0, -2.0, 5.0))
     result = register_ct(phantom.ct, moving_ct, initial_transform=start)
     assert result.quality["stages"][0]["method"] == "initial_transform"
-    assert displacement_stats(result.transform, body_mask(phantom.ct), reference=truth)["max_mm"] <= 1.0
+    assert displacement_stats(result.transform, body_mask_volume(phantom.ct), reference=truth)["max_mm"] <= 1.0
 
 
 def test_bspline_runs_and_improves_overlap(phantom, moving_ct, tmp_path):
@@ -220,7 +219,7 @@ def test_affine_starts_from_rigid(phantom, truth, moving_ct):
     result = register_ct(phantom.ct, moving_ct, kind="affine", iterations=60)
     assert isinstance(result.transform, sitk.AffineTransform)
     assert [s["stage"] for s in result.quality["stages"] if "iterations" in s] == ["rigid", "affine"]
-    assert displacement_stats(result.transform, body_mask(phantom.ct), reference=truth)["p95_mm"] <= 1.5
+    assert displacement_stats(result.transform, body_mask_volume(phantom.ct), reference=truth)["p95_mm"] <= 1.5
 
 
 def test_body_mask_fills_lungs_and_drops_the_table():
@@ -228,7 +227,7 @@ def test_body_mask_fills_lungs_and_drops_the_table():
     ct[2:18, 5:25, 5:25] = 40.0            # body
     ct[6:14, 9:15, 9:15] = -800.0          # lung inside the body
     ct[2:18, 27:29, 2:28] = 200.0          # table under the body, separated by air
-    mask = body_mask(Volume(ct, quantity="ct", unit="HU")).array.astype(bool)
+    mask = body_mask_volume(Volume(ct, quantity="ct", unit="HU")).array.astype(bool)
     assert mask[10, 12, 12]                 # lung counted as body
     assert not mask[10, 28, 15]             # table dropped (smaller component)
     assert mask.sum() == 16 * 20 * 20
@@ -266,4 +265,4 @@ def test_elastix_backend_says_how_to_install(phantom):
 def test_elastix_backend_recovers_the_rigid_transform(phantom, truth, moving_ct):
     result = register_ct(phantom.ct, moving_ct, backend="elastix")
     assert result.backend == "elastix" and isinstance(result.transform, sitk.Euler3DTransform)
-    assert displacement_stats(result.transform, body_mask(phantom.ct), reference=truth)["max_mm"] <= 1.0
+    assert displacement_stats(result.transform, body_mask_volume(phantom.ct), reference=truth)["max_mm"] <= 1.0

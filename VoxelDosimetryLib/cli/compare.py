@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 
@@ -76,20 +75,25 @@ def _read_dose(path: str, args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from VoxelDosimetryLib.cli.common import MARKDOWN, prepare_outputs, say
     from VoxelDosimetryLib.io import read_volume
     from VoxelDosimetryLib.metrics import compare_doses, write_report
-    from VoxelDosimetryLib.metrics.report import metrics_document
+    from VoxelDosimetryLib.metrics.report import metrics_document, report_files
 
+    companions = report_files(args.out)[1:]
+    prepare_outputs({"--out": args.out, **{f"--out's companion {p.name}": p for p in companions}},
+                    [args.test, args.reference, args.labels, args.names, args.ct, *args.test_realisation],
+                    {"--out": MARKDOWN})
     reference = _read_dose(args.reference, args)
     test = _read_dose(args.test, args)
     realisations = [_read_dose(p, args) for p in args.test_realisation]
     labels = read_volume(args.labels) if args.labels else None
     ct = read_volume(args.ct, quantity="ct") if args.ct else None
-    print(f"[compare] comparing {args.test} with {args.reference}", file=sys.stderr, flush=True)
+    say("compare", f"comparing {args.test} with {args.reference}")
     result = compare_doses(test, reference, labels=labels, ct=ct, names=read_names(args.names),
                            threshold_fraction=args.threshold_fraction, realisations=realisations,
                            resample=args.resample, point_lps=args.point_lps, point_index=args.point_index)
     report = write_report(result, args.out, title=args.title)
-    print(f"[compare] wrote {report} and its figures", file=sys.stderr, flush=True)
+    say("compare", f"wrote {report} and its figures")
     print(json.dumps({"report": str(report), **metrics_document(result)}, indent=2, allow_nan=False))
     return 0

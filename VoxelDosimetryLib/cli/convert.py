@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from VoxelDosimetryLib.volume.units import QUANTITIES
 
@@ -22,12 +21,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from VoxelDosimetryLib.cli.common import FOLDER, VOLUME_EXTENSIONS, prepare_outputs, say
     from VoxelDosimetryLib.io import read_volume, write_volume
 
+    prepare_outputs({"OUT": args.output}, [args.input], {"OUT": VOLUME_EXTENSIONS + FOLDER})
     volume = read_volume(args.input, quantity=args.quantity, unit=args.unit)
     if args.to_unit:
         volume = volume.to_unit(args.to_unit)
     written = write_volume(volume, args.output)
     print(json.dumps({"input": str(args.input), "output": str(written), **volume.summary()}, indent=2))
-    print(f"converted {args.input} -> {written}", file=sys.stderr)
+    say("convert", f"converted {args.input} -> {written}")
     return 0

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
@@ -22,20 +21,23 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         help="with --from-ct: store the SPECTs as counts (the pipeline calibrates them)")
     parser.add_argument("--method", default="led", help="dose method (default led)")
     parser.add_argument("--model", default="auto", help="time-integration model (default auto)")
-    parser.add_argument("--force", action="store_true", help="recompute every pipeline step")
     return parser
 
 
 def _say(message: str) -> None:
-    print(f"[demo] {message}", file=sys.stderr, flush=True)
+    from VoxelDosimetryLib.cli.common import say
+
+    say("demo", message)
 
 
 def run(args: argparse.Namespace) -> int:
+    from VoxelDosimetryLib.cli.common import prepare_outputs
     from VoxelDosimetryLib.cli.run import print_result, progress
     from VoxelDosimetryLib.errors import InputFormatError
     from VoxelDosimetryLib.pipeline import PipelineConfig, run_pipeline
 
     out = Path(args.out)
+    prepare_outputs({"--out (case folder)": out / "case"}, [args.from_ct, args.labels, args.names])
     if args.from_ct:
         if not (args.labels and args.names):
             raise InputFormatError("--from-ct needs --labels (organ label map) and --names (label names JSON).")
@@ -54,7 +56,5 @@ def run(args: argparse.Namespace) -> int:
     config = PipelineConfig.from_case(out / "case").with_changes(dose={"method": args.method},
                                                                 time_integration={"model": args.model})
     result = run_pipeline(config, out / "run", progress=progress, force=args.force)
-    for warning in result.warnings:
-        print(f"voxeldosimetry demo: warning: {warning}", file=sys.stderr)
     print_result(config, result, as_json=False)
     return 0

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -31,6 +30,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--ct-offset-hu", type=float, default=0.0,
                         help="added to the CT file's values to obtain HU (e.g. -1000 for attenuation maps stored as "
                              "HU + 1000, such as the patient15 phantom)")
+    parser.add_argument("--max-negative-fraction", type=float, default=None, metavar="F",
+                        help="value policy: negative source voxels are zeroed as reconstruction noise while their sum "
+                             "stays below this fraction of the positive sum (default 0.1); above it the map is "
+                             "refused (docs/RELIABILITY.md)")
     scale = parser.add_mutually_exclusive_group()
     scale.add_argument("--total-activity-mbq", type=float,
                        help="with --activity: the file holds relative activity; scale it to this total (MBq)")
@@ -78,11 +81,8 @@ def _scaled_source(path: str, quantity: str, total: float | None, total_unit: st
     return volume.with_array(per_ml.astype(np.float32), quantity=quantity, unit=canonical)
 
 
-def _progress(fraction: float, message: str) -> None:
-    print(f"[dose {100 * fraction:5.1f}%] {message}", file=sys.stderr, flush=True)
-
-
 def run(args: argparse.Namespace) -> int:
+    from VoxelDosimetryLib.cli.common import VOLUME_EXTENSIONS, prepare_outputs, progress_printer
     from VoxelDosimetryLib.dose import DoseRequest, compute_dose, get_dose_method
     from VoxelDosimetryLib.errors import InputFormatError
     from VoxelDosimetryLib.geometry import resample_to
@@ -91,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
     method = get_dose_method(args.method)
     if args.uncertainty and not method.provides_uncertainty:
         raise InputFormatError(f"Method {method.name!r} gives no uncertainty map; drop --uncertainty.")
+    prepare_outputs({"--out": args.out, "--uncertainty": args.uncertainty}, [args.activity, args.tia, args.ct],
+                    {"--out": VOLUME_EXTENSIONS, "--uncertainty": VOLUME_EXTENSIONS})
+    _progress = progress_printer("dose")
     ct = _read_ct(args.ct, args.ct_offset_hu)
     if args.activity:
         if args.total_tia_mbq_h is not None:
@@ -105,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
         _progress(0.0, f"resampling the source onto the CT grid ({difference})")
         source = resample_to(source, ct, mode="activity")
     request = DoseRequest(source, ct, nuclide=args.nuclide, device=args.device, seed=args.seed,
-                          histories=args.histories, options={"component": args.component}, progress=_progress)
+                          histories=args.histories, options={"component": args.component},
+                          max_negative_fraction=args.max_negative_fraction, progress=_progress)
     result = compute_dose(method.name, request)
     written = {"dose": str(write_volume(result.dose, args.out))}
     if args.uncertainty and result.uncertainty is not None:

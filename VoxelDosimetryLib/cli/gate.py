@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import json
 import os
-import sys
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -61,19 +61,28 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from VoxelDosimetryLib.montecarlo.gate_import import import_gate_to_case
+    from VoxelDosimetryLib.cli.common import prepare_outputs, say
+    from VoxelDosimetryLib.io.safe_write import current_session
+    from VoxelDosimetryLib.montecarlo.gate_import import MC_FOLDER, import_gate_to_case
 
+    mc = Path(args.case) / MC_FOLDER
+    prepare_outputs({"--case mc/dose.nrrd": mc / "dose.nrrd", "--case mc/uncertainty.nrrd": mc / "uncertainty.nrrd",
+                     "--case mc/metadata.json": mc / "metadata.json"}, [args.output_dir, args.stats])
+    session = current_session()
+    if session is not None:
+        session.allow_update(Path(args.case) / "case.json")  # the import adds its mc entry to the case
     summary = import_gate_to_case(args.output_dir, args.case, prefix=args.prefix, stats=args.stats,
                                   histories=args.histories, total_tia_bq_s=args.total_tia_bq_s,
                                   total_activity_bq=args.total_activity_bq, align_to_ct=args.align_to_ct)
     print(json.dumps(summary, indent=2, default=str))
     offset = summary["geometry"]["offset_mm"]
-    print(f"imported {summary['mc']['histories']} histories into {args.case}/mc ({summary['mc']['quantity']}); "
-          f"MC minus CT origin {[round(v, 3) for v in offset]} mm", file=sys.stderr)
+    say("gate import", f"imported {summary['mc']['histories']} histories into {args.case}/mc "
+                       f"({summary['mc']['quantity']}); MC minus CT origin {[round(v, 3) for v in offset]} mm")
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
+    from VoxelDosimetryLib.cli.common import FOLDER, prepare_outputs, say
     from VoxelDosimetryLib.errors import InputFormatError
     from VoxelDosimetryLib.io import read_volume
     from VoxelDosimetryLib.montecarlo.gate_export import (OpenGateUnavailableError, build_gate_simulation,
@@ -84,6 +93,7 @@ def _export(args: argparse.Namespace) -> int:
                "density_tolerance_g_cm3": args.density_tolerance, "materials_mode": args.materials}
     if args.nuclide:
         options["nuclide"] = args.nuclide
+    prepare_outputs({"--out": args.out}, [args.case, args.ct, args.activity], {"--out": FOLDER})
     if args.case:
         if args.ct:
             raise InputFormatError("Give either --case (its CT is used) or --ct, not both.")
@@ -94,11 +104,11 @@ def _export(args: argparse.Namespace) -> int:
         export = export_gate_simulation(read_volume(args.ct, quantity="ct"), read_volume(args.activity), args.out,
                                         **options)
     result = export.to_dict()
-    print(f"wrote the GATE 10 simulation to {export.folder}", file=sys.stderr)
+    say("gate export", f"wrote the GATE 10 simulation to {export.folder}")
     if args.build:
         if os.environ.get("GATEONRTD") is None:
             os.environ["GATEONRTD"] = "1"  # build only: skip opengate's Geant4 data check/download at import
-            print("GATEONRTD=1 set for this process: the simulation is built, not run", file=sys.stderr)
+            say("gate export", "GATEONRTD=1 set for this process: the simulation is built, not run")
         try:
             _, result["build"] = build_gate_simulation(export.folder)
         except OpenGateUnavailableError as exc:

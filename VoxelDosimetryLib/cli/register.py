@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 
@@ -36,7 +35,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def _progress(fraction: float, message: str) -> None:
-    print(f"[register {100 * fraction:5.1f}%] {message}", file=sys.stderr, flush=True)
+    from VoxelDosimetryLib.cli.common import say
+
+    say(f"register {100 * fraction:5.1f}%", message)
 
 
 def _read_ct(path):
@@ -51,8 +52,11 @@ def _read_ct(path):
 
 
 def run(args: argparse.Namespace) -> int:
+    from VoxelDosimetryLib.cli.common import JSON, VOLUME_EXTENSIONS, prepare_outputs, say
     from VoxelDosimetryLib.errors import InputFormatError
     from VoxelDosimetryLib.io import read_volume, write_volume
+    from VoxelDosimetryLib.io.safe_write import write_text_atomic
+    from VoxelDosimetryLib.qc import qc_warn
     from VoxelDosimetryLib.kinetics.registration import (
         TRANSFORM_SUFFIXES, apply_to_spect, apply_to_volume, covering_grid, register_ct, write_transform,
     )
@@ -64,6 +68,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputFormatError("--out-spect needs --moving-spect (the SPECT acquired with the moving CT).")
     if args.reference_spect and not args.out_spect:
         raise InputFormatError("--reference-spect only sets the grid of --out-spect; add --out-spect or drop it.")
+    prepare_outputs({"--out-transform": args.out_transform, "--out-spect": args.out_spect, "--out-ct": args.out_ct,
+                     "--report": args.report}, [args.fixed, args.moving, args.moving_spect, args.reference_spect],
+                    {"--out-transform": TRANSFORM_SUFFIXES, "--out-spect": VOLUME_EXTENSIONS,
+                     "--out-ct": VOLUME_EXTENSIONS, "--report": JSON})
     fixed = _read_ct(args.fixed)
     moving = _read_ct(args.moving)
     spect = read_volume(args.moving_spect, quantity=args.spect_quantity) if args.moving_spect else None
@@ -80,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             grid = covering_grid(fixed.grid, spect.spacing)
             grid_note = "moving SPECT voxel size, covering the fixed CT"
-        print(f"[register] moving the SPECT onto the {grid_note}", file=sys.stderr, flush=True)
+        say("register", f"moving the SPECT onto the {grid_note}")
         outputs["spect"] = str(write_volume(apply_to_spect(spect, result, grid), args.out_spect))
         outputs["spect_grid"] = grid_note
     if args.out_ct:
@@ -92,9 +100,8 @@ def run(args: argparse.Namespace) -> int:
     report = {"fixed": str(args.fixed), "moving": str(args.moving), "outputs": outputs, **result.to_dict()}
     text = json.dumps(report, indent=2, default=str)
     if args.report:
-        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.report).write_text(text + "\n")
+        write_text_atomic(args.report, text + "\n")
     print(text)
     for warning in result.quality.get("warnings", []):
-        print(f"voxeldosimetry register: warning: {warning}", file=sys.stderr)
+        qc_warn("registration_quality", warning)
     return 0

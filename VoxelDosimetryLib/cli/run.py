@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 TABLE_COLUMNS = ("label", "name", "status", "volume_ml", "mass_g", "tia_mbq_h", "mean_gy", "d90_gy", "d10_gy",
@@ -21,7 +20,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("source", metavar="CASE_OR_CONFIG", help="case folder (with case.json) or a .yaml/.json config")
     parser.add_argument("--out", required=True, help="output folder (reruns into it reuse unchanged steps)")
     parser.add_argument("--data-root", help="folder that relative input paths of the config refer to")
-    parser.add_argument("--force", action="store_true", help="recompute every step")
     parser.add_argument("--json", action="store_true", help="print the result (outputs, steps, table) as JSON")
     override = parser.add_argument_group("settings overriding the config")
     override.add_argument("--method", help="dose method from the registry (e.g. led, mc)")
@@ -66,7 +64,9 @@ def apply_overrides(config, args: argparse.Namespace):
 
 
 def progress(fraction: float, message: str) -> None:
-    print(f"[run {100 * fraction:.0f}%] {message}", file=sys.stderr, flush=True)
+    from VoxelDosimetryLib.cli.common import say
+
+    say(f"run {100 * fraction:.0f}%", message)
 
 
 def format_table(rows: list[dict]) -> str:
@@ -93,7 +93,5 @@ def run(args: argparse.Namespace) -> int:
 
     config = apply_overrides(load_config(args.source, args.data_root), args)
     result = run_pipeline(config, args.out, progress=progress, force=args.force)
-    for warning in result.warnings:
-        print(f"voxeldosimetry run: warning: {warning}", file=sys.stderr)
     print_result(config, result, args.json)
     return 0

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -42,6 +41,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     opt.add_argument("--tail-points", type=int, help="trapezoid_fit_tail: points used for the tail fit (default 2)")
     opt.add_argument("--effective-half-life-h", type=float,
                      help="hanscheid: known effective half-life (h) instead of the 2t/ln2 approximation")
+    opt.add_argument("--max-negative-fraction", type=float, default=None, metavar="F",
+                     help="value policy (docs/RELIABILITY.md): negative voxels are zeroed as noise while their sum "
+                          "stays below this fraction of the positive sum (default 0.1); above it the image is refused")
     opt.add_argument("--negative-values", choices=("zero", "error"), default="zero",
                      help="negative voxels: set to 0 and count them (default) or refuse the input")
     parser.add_argument("--device", default="cpu",
@@ -50,7 +52,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def _progress(fraction: float, message: str) -> None:
-    print(f"[tia {100 * fraction:5.1f}%] {message}", file=sys.stderr, flush=True)
+    from VoxelDosimetryLib.cli.common import say
+
+    say(f"tia {100 * fraction:5.1f}%", message)
 
 
 def _calibrate(volume, path: str, args: argparse.Namespace):
@@ -69,18 +73,24 @@ def _calibrate(volume, path: str, args: argparse.Namespace):
     if calibration.nuclide is None:
         calibration = calibration.replace(nuclide=wanted)
     calibration.validate()
-    print(f"calibrating {path}: " + "; ".join(calibration.describe()), file=sys.stderr)
+    from VoxelDosimetryLib.cli.common import say
+
+    say("tia", f"calibrating {path}: " + "; ".join(calibration.describe()))
     return calibrate_counts(volume, calibration)
 
 
 def run(args: argparse.Namespace) -> int:
+    from VoxelDosimetryLib.cli.common import JSON, VOLUME_EXTENSIONS, prepare_outputs, say
     from VoxelDosimetryLib.errors import InputFormatError
     from VoxelDosimetryLib.io import read_volume, write_volume
+    from VoxelDosimetryLib.io.safe_write import write_text_atomic
     from VoxelDosimetryLib.kinetics.tia import integrate_activity, integrate_dose_rate
 
     if len(args.image) != len(args.time_h):
         raise InputFormatError(f"{len(args.image)} --image but {len(args.time_h)} --time-h: give one --time-h after "
                                "each --image.")
+    prepare_outputs({"--out": args.out, "--report": args.report}, args.image,
+                    {"--out": VOLUME_EXTENSIONS, "--report": JSON})
     calibrating = args.sensitivity_cps_per_mbq is not None or args.counts_duration_s is not None
     images, notes = [], []
     for path in args.image:
@@ -94,8 +104,9 @@ def run(args: argparse.Namespace) -> int:
             notes.append(f"{path} is already in Bq/mL: the calibration options were not applied to it")
         images.append(volume)
     for note in notes:
-        print(f"note: {note}", file=sys.stderr)
-    options = {"negative_policy": args.negative_values, "progress": _progress}
+        say("tia", f"note: {note}")
+    options = {"negative_policy": args.negative_values, "max_negative_fraction": args.max_negative_fraction,
+               "progress": _progress}
     if args.model == "trapezoid_fit_tail" and args.tail_points is not None:
         options["tail_points"] = args.tail_points
     if args.model == "hanscheid" and args.effective_half_life_h is not None:
@@ -107,8 +118,7 @@ def run(args: argparse.Namespace) -> int:
                 calibrations=[v.metadata.get("calibration") for v in images])
     written = write_volume(result.tia, args.out)
     if args.report:
-        with open(args.report, "w", encoding="utf-8") as fh:
-            json.dump(info, fh, indent=2, default=str)
+        write_text_atomic(args.report, json.dumps(info, indent=2, default=str) + "\n")
     summary = {"output": str(written), "model": result.info["model"], "output_quantity": result.tia.quantity,
                "output_unit": result.tia.unit}
     for key in ("total_tia_bq_s", "total_tia_mbq_h", "mean_dose_gy", "max_dose_gy"):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -41,16 +40,22 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def _progress(message: str) -> None:
-    print(f"[voi] {message}", file=sys.stderr, flush=True)
+    from VoxelDosimetryLib.cli.common import say
+
+    say("voi", message)
 
 
 def run(args: argparse.Namespace) -> int:
+    from VoxelDosimetryLib.cli.common import CSV, JSON, PNG, prepare_outputs
     from VoxelDosimetryLib.errors import InputFormatError, UnitError
     from VoxelDosimetryLib.io import read_volume
     from VoxelDosimetryLib.voi import plot_dvh, read_label_names, segment_statistics
 
     if args.dvh_samples < 1:
         raise InputFormatError(f"--dvh-samples must be at least 1; got {args.dvh_samples}.")
+    prepare_outputs({"--out": args.out, "--json": None if args.json == "-" else args.json, "--dvh": args.dvh,
+                     "--plot": args.plot}, [args.dose, args.ct, args.density, args.labels, args.names],
+                    {"--out": CSV, "--json": JSON, "--dvh": CSV, "--plot": PNG})
     dose = read_volume(args.dose, unit=args.dose_unit)
     if dose.quantity == "unknown":
         raise UnitError(f"{args.dose} does not say what it holds; add --dose-unit Gy (dose) or --dose-unit Gy/s "

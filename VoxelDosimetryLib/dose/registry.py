@@ -25,6 +25,7 @@ class DoseRequest:
 
     `source` is an activity concentration (Bq/mL → dose rate in Gy/s) or a TIA concentration (Bq·s/mL → dose in
     Gy) on the CT grid; `ct` is in HU. `histories`, `seed` and `device` matter only to stochastic/GPU methods.
+    `max_negative_fraction`: the value policy's limit on negative activity (None: the default, 10 %).
     """
 
     source: Volume
@@ -34,6 +35,7 @@ class DoseRequest:
     seed: int = 0
     histories: Optional[int] = None
     options: dict = field(default_factory=dict)
+    max_negative_fraction: Optional[float] = None
     progress: Optional[Callable[[float, str], None]] = None
     cancel: Optional[Callable[[], bool]] = None
 
@@ -83,8 +85,18 @@ def available_dose_methods() -> list[DoseMethod]:
 
 
 def compute_dose(method: str, request: DoseRequest) -> DoseResult:
-    """Validate the request and run the named method."""
+    """Validate the request, apply the value policy to its source, run the named method and check its result.
+
+    Every method, present and future, goes through here (dose/value_policy.py, docs/RELIABILITY.md): non-finite
+    source or CT voxels are refused, small negative source voxels zeroed (QC warning), activity in air outside the
+    body reported, and the result refused if it holds non-finite or negative values.
+    """
+    from VoxelDosimetryLib.dose.value_policy import check_result, checked_request
+
+    chosen = get_dose_method(method)
     request.source.require_quantity("activity_concentration", "tia_concentration")
     request.ct.require_quantity("ct")
     request.source.require_same_grid(request.ct, "activity (or TIA) and CT volumes")
-    return get_dose_method(method).compute(request)
+    checked, policy = checked_request(request)
+    result = chosen.compute(checked)
+    return check_result(result, checked, policy, chosen.name)

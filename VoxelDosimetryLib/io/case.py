@@ -9,6 +9,8 @@ from pathlib import Path
 from VoxelDosimetryLib.errors import InputFormatError
 from VoxelDosimetryLib.io.volume_io import read_volume, write_volume
 from VoxelDosimetryLib.volume import Volume
+from VoxelDosimetryLib.volume.numbers import collect_number
+from VoxelDosimetryLib.io.safe_write import write_text_atomic
 
 CASE_FORMAT = "voxeldosimetry-case"
 CASE_VERSION = 1
@@ -46,23 +48,31 @@ class Case:
     notes: dict = field(default_factory=dict)
     folder: Path | None = None
 
+    def __post_init__(self) -> None:
+        """Numbers may be text in any notation ('7.4e9', '7.4 GBq', '1 d'); bad ones are reported by validate()."""
+        self._problems: list[str] = []
+        for i, tp in enumerate(self.timepoints):
+            tp.time_h = collect_number(tp.time_h, self._problems, name=f"timepoints[{i}].time_h", unit="h")
+        self.administered_activity_bq = collect_number(self.administered_activity_bq, self._problems,
+                                                       name="administered_activity_bq", unit="Bq", positive=True,
+                                                       optional=True)
+
     def validate(self) -> None:
-        """Raise InputFormatError naming every problem (missing files, bad times).
+        """Raise InputFormatError naming every problem (missing files, bad numbers, bad times).
 
         The nuclide name is checked against the decay database by its users (physics layer, above io).
         """
-        problems = []
+        problems = list(self._problems)
         if not isinstance(self.nuclide, str) or not self.nuclide.strip():
             problems.append(f"nuclide must be a name such as 'Lu-177'; got {self.nuclide!r}")
         if not self.timepoints:
             problems.append("no timepoints are listed")
         times = [tp.time_h for tp in self.timepoints]
-        if any(t <= 0 for t in times):
-            problems.append(f"timepoint times must be > 0 h after injection; got {times}")
-        if times != sorted(times) or len(set(times)) != len(times):
-            problems.append(f"timepoint times must be strictly increasing; got {times}")
-        if self.administered_activity_bq is not None and not self.administered_activity_bq > 0:
-            problems.append(f"administered_activity_bq must be positive; got {self.administered_activity_bq}")
+        if all(isinstance(t, float) for t in times):
+            if any(t <= 0 for t in times):
+                problems.append(f"timepoint times must be > 0 h after injection; got {times}")
+            if times != sorted(times) or len(set(times)) != len(times):
+                problems.append(f"timepoint times must be strictly increasing; got {times}")
         if self.injection_datetime:
             try:
                 datetime.fromisoformat(self.injection_datetime)
@@ -130,6 +140,6 @@ def write_case(case: Case, folder: str | Path, volumes: dict[str, Volume]) -> Ca
     for name, volume in volumes.items():
         write_volume(volume, folder / name)
     written = Case(**{**{k: getattr(case, k) for k in case.__dataclass_fields__}, "folder": folder})
-    (folder / "case.json").write_text(json.dumps(written.to_json(), indent=2) + "\n")
+    write_text_atomic(folder / "case.json", json.dumps(written.to_json(), indent=2) + "\n")
     written.validate()
     return written

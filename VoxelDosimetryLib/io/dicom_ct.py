@@ -22,8 +22,8 @@ from VoxelDosimetryLib.errors import InputFormatError, UnitError
 from VoxelDosimetryLib.io.dicom_files import (DicomCollection, DicomSource, describe_series, read_header,
                                              select_series)
 from VoxelDosimetryLib.io.dicom_slices import DEFAULT_SPACING_TOLERANCE_MM, SliceStack, pixel_array, stack_geometry
-from VoxelDosimetryLib.io.dicom_values import (combine_date_time, get_float, get_str, get_value, import_pydicom, iso,
-                                              parse_dt)
+from VoxelDosimetryLib.io.datetime_parse import combine_date_time, parse_dt
+from VoxelDosimetryLib.io.dicom_values import get_float, get_str, get_value, import_pydicom, iso
 from VoxelDosimetryLib.volume.volume import Volume
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"

@@ -27,8 +27,8 @@ import numpy as np
 from VoxelDosimetryLib.errors import InputFormatError, MissingMetadataError
 from VoxelDosimetryLib.io.dicom_files import DicomCollection, DicomSource, read_header, select_series
 from VoxelDosimetryLib.io.dicom_slices import DEFAULT_SPACING_TOLERANCE_MM, pixel_array, stack_geometry
-from VoxelDosimetryLib.io.dicom_values import (combine_date_time, get_float, get_floats, get_str, get_value, iso,
-                                              is_blank, parse_da, parse_dt, parse_tm)
+from VoxelDosimetryLib.io.datetime_parse import combine_date_time, parse_da, parse_dt, parse_tm
+from VoxelDosimetryLib.io.dicom_values import get_float, get_floats, get_str, get_value, is_blank, iso
 from VoxelDosimetryLib.volume.units import check_unit_for_quantity, get_quantity
 from VoxelDosimetryLib.volume.volume import Grid, Volume
 

@@ -43,6 +43,11 @@ class OutputSession:
     command: str
     inputs: list[Path] = field(default_factory=list)
     force: bool = False
+    updates: list[Path] = field(default_factory=list)  # existing files this command updates by design (case.json)
+
+    def allow_update(self, path: str | Path) -> None:
+        """`path` may be replaced even though another command made it (e.g. `gate import` adds mc/ to case.json)."""
+        self.updates.append(Path(path))
 
 
 _SESSION: contextvars.ContextVar[OutputSession | None] = contextvars.ContextVar("voxeldosimetry_output_session",
@@ -128,10 +133,21 @@ def _stamp(path: Path) -> dict:
 
 
 def made_by(path: str | Path) -> str | None:
-    """The command that wrote `path` (from its folder's ledger) when the file is unchanged since, else None."""
+    """The command that wrote `path` (from its folder's ledger) when the file is unchanged since, else None.
+
+    A folder was made by a command when the ledgers inside it list only that command (an output folder such as
+    `run`'s, even when a killed run wrote only part of it).
+    """
     path = Path(path)
     if not path.exists():
         return None
+    if path.is_dir():
+        entry = _ledger(path.parent).get(path.name)
+        if isinstance(entry, dict):  # a folder written as a whole (a DICOM series)
+            return entry.get("command")
+        owners = {entry.get("command") for ledger in path.rglob(LEDGER_NAME)
+                  for entry in _ledger(ledger.parent).values() if isinstance(entry, dict)}
+        return owners.pop() if len(owners) == 1 else None
     entry = _ledger(path.parent).get(path.name)
     if not isinstance(entry, dict):
         return None
@@ -180,11 +196,9 @@ def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Iterable[str
         if earlier is not None:
             problems.append(f"{name} {path}: the same file as {earlier}; give each output its own path")
             continue
-        if path.exists() and not force:
+        if path.exists() and not force and not _empty_folder(path):
             owner = made_by(path)
-            if path.is_dir() and not any(path.iterdir()):
-                pass
-            elif owner is None or owner != command:
+            if owner is None or owner != command:
                 by = f"made by '{owner}'" if owner else "not made by this command (or changed since)"
                 problems.append(f"{name} {path}: the file exists and was {by}; pass --force to replace it, or "
                                 "choose another path")
@@ -193,6 +207,10 @@ def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Iterable[str
     if problems:
         raise OutputPathError("Output path problem(s), found before any work started: " + "; ".join(problems) + ".")
     return chosen
+
+
+def _empty_folder(path: Path) -> bool:
+    return path.is_dir() and not any(p for p in path.iterdir() if not p.name.startswith(STAGING_PREFIX))
 
 
 # ----------------------------------------------------------------------------------------------- atomic writes
@@ -215,6 +233,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _refuse_inputs(path: Path) -> None:
+    """Inside an output session: never write over an input, nor over a file another command made (unless force)."""
     session = current_session()
     if session is None:
         return
@@ -223,6 +242,11 @@ def _refuse_inputs(path: Path) -> None:
             if _same_file(target, item) or _inside(target, item):
                 raise OutputPathError(f"Refusing to write {target}: it is the input {item} of "
                                       f"'{session.command}'. Choose another output path.")
+        if (not session.force and target.exists() and not _empty_folder(target)
+                and made_by(target) != session.command and not any(_same_file(target, u) for u in session.updates)):
+            raise OutputPathError(f"Refusing to replace {target}: it exists and was not made by "
+                                  f"'{session.command}' (or changed since). Pass --force to replace it, or choose "
+                                  "another output path.")
 
 
 def _record(folder: Path, names: Iterable[str]) -> None:
@@ -258,9 +282,10 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     try:
         yield staging / path.name
         staged = sorted(staging.iterdir(), key=lambda p: p.name == path.name)  # primary last
+        for item in staged:  # every target checked before the first rename
+            _refuse_inputs(folder / item.name)
         for item in staged:
             target = folder / item.name
-            _refuse_inputs(target)
             if item.is_dir():
                 _replace_folder(item, target)
             else:

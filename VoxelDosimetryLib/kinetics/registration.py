@@ -18,10 +18,10 @@ import SimpleITK as sitk
 
 from VoxelDosimetryLib.errors import InputFormatError, UnitError, VoxelDosimetryError
 from VoxelDosimetryLib.geometry.resample import resample_to
-from VoxelDosimetryLib.kinetics.registration_quality import (
-    body_dice, body_mask, displacement_stats, rotation_angle_deg,
-)
+from VoxelDosimetryLib.kinetics.registration_quality import body_dice, displacement_stats, rotation_angle_deg
+from VoxelDosimetryLib.physics.body_mask import body_mask_volume
 from VoxelDosimetryLib.volume import Grid, Volume, get_quantity, to_sitk
+from VoxelDosimetryLib.io.safe_write import atomic_output
 
 Progress = Callable[[float, str], None]
 GridLike = Union[Grid, Volume]
@@ -327,7 +327,7 @@ def register_ct(fixed: Volume, moving: Volume, kind: str = "rigid", backend: str
     fixed = _require_ct(fixed, "fixed (reference)")
     moving = _require_ct(moving, "moving")
     start = time.perf_counter()
-    fixed_body, moving_body = body_mask(fixed), body_mask(moving)
+    fixed_body, moving_body = body_mask_volume(fixed), body_mask_volume(moving)
     if backend == "elastix":
         from VoxelDosimetryLib.kinetics.registration_elastix import register_with_elastix
 
@@ -517,8 +517,8 @@ def write_transform(result, path) -> Path:
     path = Path(path)
     if path.suffix.lower() not in TRANSFORM_SUFFIXES:
         raise InputFormatError(f"Transform files need one of the extensions {TRANSFORM_SUFFIXES}; got {path.name!r}.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteTransform(_transform_of(result), str(path))
+    with atomic_output(path) as staged:
+        sitk.WriteTransform(_transform_of(result), str(staged))
     return path
 
 

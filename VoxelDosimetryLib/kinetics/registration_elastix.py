@@ -108,7 +108,7 @@ def register_with_elastix(fixed: Volume, moving: Volume, kind: str, seed: int, o
     if initial_transform is not None:
         raise InputFormatError("initial_transform is not supported with the elastix backend; drop it or use "
                                "backend='simpleitk'.")
-    from VoxelDosimetryLib.kinetics.registration_quality import body_mask
+    from VoxelDosimetryLib.physics.body_mask import body_mask_volume
 
     fixed_image = _to_itk(itk, fixed, opts["hu_range"])
     moving_image = _to_itk(itk, moving, opts["hu_range"])
@@ -118,7 +118,7 @@ def register_with_elastix(fixed: Volume, moving: Volume, kind: str, seed: int, o
         parameters.AddParameterMap(_parameter_map(itk, parameters, name, opts, seed))
     kwargs = {"parameter_object": parameters, "log_to_console": False}
     if opts["metric_mask"] == "body":
-        kwargs["fixed_mask"] = _to_itk(itk, body_mask(fixed), dtype=np.uint8)
+        kwargs["fixed_mask"] = _to_itk(itk, body_mask_volume(fixed), dtype=np.uint8)
     if progress is not None:
         progress(0.05, f"elastix {' + '.join(names)} registration")
     start = time.perf_counter()

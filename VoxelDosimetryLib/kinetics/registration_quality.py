@@ -1,37 +1,16 @@
-"""Registration quality measures: CT body masks, Dice overlap and displacement of body voxels."""
+"""Registration quality measures: Dice overlap of body masks (physics/body_mask.py) and displacement of body
+voxels."""
 from __future__ import annotations
 
 import math
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 
 from VoxelDosimetryLib.volume import Grid, Volume
 
-BODY_THRESHOLD_HU = -500.0
 # Displacement statistics use at most this many grid points (a regular subset of the voxel centres).
 MAX_DISPLACEMENT_POINTS = 2_000_000
-
-
-def body_mask(ct: Volume, threshold_hu: float = BODY_THRESHOLD_HU) -> Volume:
-    """The patient body: voxels above `threshold_hu` (HU), largest connected component, holes filled.
-
-    Holes are filled in 3-D and then slice by slice along the array's first axis, so lungs and bowel gas that
-    touch the image border through the airway still count as body. Returns a "mask" Volume (uint8, 0/1).
-    """
-    ct.require_quantity("ct")
-    above = ct.to_canonical_unit().array > threshold_hu
-    components, count = ndimage.label(above)
-    if count == 0:
-        return ct.with_array(np.zeros(ct.shape, np.uint8), quantity="mask", unit="label")
-    sizes = np.bincount(components.ravel())
-    sizes[0] = 0
-    body = components == int(np.argmax(sizes))
-    body = ndimage.binary_fill_holes(body)
-    for k in range(body.shape[0]):
-        body[k] = ndimage.binary_fill_holes(body[k])
-    return ct.with_array(body.astype(np.uint8), quantity="mask", unit="label")
 
 
 def dice(mask_a: np.ndarray, mask_b: np.ndarray) -> float:

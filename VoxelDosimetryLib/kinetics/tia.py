@@ -42,7 +42,7 @@ _MODEL_FUNCTIONS: dict[str, Callable] = {
 MIN_POINTS = {"trapezoid": 1, "trapezoid_fit_tail": 2, "mono_exp": 2, "bi_exp": 3, "hanscheid": 1}
 MODEL_OPTIONS = {"trapezoid": (), "trapezoid_fit_tail": ("tail_points",), "mono_exp": (),
                  "bi_exp": ("max_iterations", "tolerance"), "hanscheid": ("effective_half_life_s",)}
-COMMON_OPTIONS = ("negative_policy", "chunk_voxels", "keep_parameters", "progress")
+COMMON_OPTIONS = ("negative_policy", "max_negative_fraction", "chunk_voxels", "keep_parameters", "progress")
 DEFAULT_CHUNK_VOXELS = 1 << 17
 
 
@@ -68,7 +68,8 @@ def integrate_activity(images: Sequence[Volume], times_s: Sequence[float], nucli
                        **options: Any) -> TIAResult:
     """Time-integrated activity from activity images (Bq/mL or Bq per voxel) at `times_s` after injection.
 
-    options: negative_policy 'zero' (default: negative voxels set to 0 and counted) or 'error';
+    options: negative_policy 'zero' (default: the shared value policy of volume/source_values.py, small negatives
+    set to 0 and counted, more than max_negative_fraction (default 0.10) of the positive sum refused) or 'error';
     chunk_voxels (voxels per chunk, default 131072); keep_parameters (default True); progress(fraction, text);
     tail_points (trapezoid_fit_tail, default 2); max_iterations, tolerance (bi_exp);
     effective_half_life_s (hanscheid).
@@ -129,7 +130,8 @@ def _integrate(images: Sequence[Volume], times_s: Sequence[float], nuclide: str,
     keep_parameters = bool(options.get("keep_parameters", True))
     progress = options.get("progress")
     volumes = check_timepoint_images(images, times, quantities)
-    negatives = negative_summary(volumes, times, options.get("negative_policy") or "zero")
+    volumes, negatives = negative_summary(volumes, times, options.get("negative_policy") or "zero",
+                                          options.get("max_negative_fraction"))
 
     func = _MODEL_FUNCTIONS[model]
     flat = [v.array.reshape(-1) for v in volumes]
@@ -141,7 +143,6 @@ def _integrate(images: Sequence[Volume], times_s: Sequence[float], nuclide: str,
     for begin in range(0, n, chunk):
         end = min(begin + chunk, n)
         block = np.stack([f[begin:end] for f in flat]).astype(np.float64)
-        np.maximum(block, 0.0, out=block)  # negative voxels: policy 'zero' (counted in info), 'error' raised earlier
         out = func(times, block, lam, **model_options)
         bad = ~(np.isfinite(out.tia) & np.isfinite(out.tail))
         if bad.any():  # safety net: never output NaN/inf; fall back to the trapezoid, counted

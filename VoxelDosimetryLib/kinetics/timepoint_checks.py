@@ -11,6 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from VoxelDosimetryLib.errors import GridMismatchError, InputFormatError, UnitError
+from VoxelDosimetryLib.volume.source_values import checked_source
 from VoxelDosimetryLib.volume.volume import Volume
 
 # input quantity -> quantity of its time integral
@@ -122,19 +123,20 @@ def check_not_decay_corrected(image: Volume, where: str) -> None:
                                "the curve). Recalibrate without a reference time, or undo the correction.")
 
 
-def negative_summary(images: Sequence[Volume], times_s: np.ndarray, policy: str) -> dict:
-    """Count negative voxels per timepoint; raise under policy 'error'. Returns info entries."""
+def negative_summary(images: Sequence[Volume], times_s: np.ndarray, policy: str,
+                     max_negative_fraction: float | None = None) -> tuple[list[Volume], dict]:
+    """Apply the shared source value policy (volume/source_values.py) to every timepoint image.
+
+    policy 'zero': small negatives set to 0 and counted (QC warning), too much negative activity refused;
+    'error': any negative voxel refused. Returns (the cleaned images, info entries).
+    """
     if policy not in NEGATIVE_POLICIES:
         raise InputFormatError(f"negative_policy must be one of {NEGATIVE_POLICIES}; got {policy!r}.")
-    counts, minima = [], []
-    for image in images:
-        a = image.array
-        counts.append(int(np.count_nonzero(a < 0)))
-        minima.append(float(a.min()) if a.size else 0.0)
-    if policy == "error" and any(counts):
-        i = next(k for k, c in enumerate(counts) if c)
-        raise InputFormatError(f"The image of {describe_timepoint(i, times_s[i])} has {counts[i]} negative voxel(s) "
-                               f"(minimum {minima[i]:g}). Use negative_policy='zero' (CLI --negative-values zero) "
-                               "to set them to 0, or fix the reconstruction.")
-    return {"negative_policy": policy, "negative_voxels_set_to_zero": counts if policy == "zero" else [0] * len(counts),
-            "most_negative_value": [min(m, 0.0) for m in minima]}
+    limit = 0.0 if policy == "error" else max_negative_fraction
+    cleaned, counts, minima = [], [], []
+    for i, image in enumerate(images):
+        volume, summary = checked_source(image, f"The image of {describe_timepoint(i, times_s[i])}", limit)
+        cleaned.append(volume)
+        counts.append(summary["negative_voxels_zeroed"])
+        minima.append(summary["most_negative_value"])
+    return cleaned, {"negative_policy": policy, "negative_voxels_set_to_zero": counts, "most_negative_value": minima}

@@ -9,8 +9,10 @@ import numpy as np
 from VoxelDosimetryLib.errors import GridMismatchError, InputFormatError, UnitError, VoxelDosimetryError
 from VoxelDosimetryLib.metrics.agreement import ensemble_noise, lin_ccc, mae_percent, nrmse, pearson_r
 from VoxelDosimetryLib.metrics.bland_altman import bland_altman, bland_altman_summary
-from VoxelDosimetryLib.metrics.masks import BODY_THRESHOLD_HU, body_mask, label_values, segment_mean, voxel_mass_g
+from VoxelDosimetryLib.metrics.masks import label_values, segment_mean
 from VoxelDosimetryLib.metrics.profiles import line_profiles
+from VoxelDosimetryLib.physics.body_mask import BODY_THRESHOLD_HU, body_mask
+from VoxelDosimetryLib.physics.voxel_mass import ct_on_grid, voxel_mass_g
 from VoxelDosimetryLib.volume import Volume, get_quantity
 
 DOSE_QUANTITIES = ("dose", "dose_rate")
@@ -30,8 +32,8 @@ DEFINITIONS = {
     "lin_ccc": "Lin's concordance correlation coefficient (Lin 1989), 1/n moments, voxels in the mask.",
     "bland_altman": "bias = mean(test - ref), sd = sample SD (n - 1), limits of agreement = bias +- 1.96 sd "
                     "(Bland & Altman 1986).",
-    "segment_mean": "mass-weighted mean sum m_i D_i / m_total with Schneider density x voxel volume "
-                    "(Kim et al. 2022, Eq. 2) when a CT is given, else the voxel mean.",
+    "segment_mean": "mass-weighted mean sum m_i D_i / m_total with Schneider density (mean over each dose voxel) "
+                    "x voxel volume (Kim et al. 2022, Eq. 2) when a CT is given, else the voxel mean.",
     "relative_error": "100 (test - ref) / ref (%) where ref > threshold inside the mask, 0 elsewhere.",
 }
 
@@ -63,14 +65,19 @@ def harmonise_dose(volume: Volume, reference: Volume, what: str, resample: bool)
     return _on_reference_grid(volume, reference, what, resample, mode="linear")
 
 
-def _on_reference_grid(volume: Volume, reference: Volume, what: str, resample: bool, mode: str) -> Volume:
+def _check_grid(volume: Volume, reference: Volume, what: str, resample: bool) -> None:
+    """GridMismatchError when `volume` is off the reference grid and resampling was not asked for."""
     problem = volume.grid.mismatch(reference.grid)
-    if problem is None:
-        return volume
-    if not resample:
+    if problem is not None and not resample:
         raise GridMismatchError(f"The {what} is on another voxel grid than the reference ({problem}). Resample it "
                                 "onto the reference grid: pass --resample (resample=True), or use "
                                 "VoxelDosimetryLib.geometry.resample_to.")
+
+
+def _on_reference_grid(volume: Volume, reference: Volume, what: str, resample: bool, mode: str) -> Volume:
+    _check_grid(volume, reference, what, resample)
+    if volume.grid.mismatch(reference.grid) is None:
+        return volume
     from VoxelDosimetryLib.geometry import resample_to
 
     return resample_to(volume, reference, mode=mode)
@@ -124,11 +131,13 @@ def compare_doses(test: Volume, reference: Volume, labels: Volume | None = None,
                   point_index: Sequence[int] | None = None) -> ComparisonResult:
     """Compare a test dose (or dose-rate) map with a reference map on the reference grid.
 
-    Mask: voxels with CT > -500 HU when `ct` is given, else every voxel. Relative quantities (relative error
+    Mask: the body (physics.body_mask: CT > -500 HU, largest component, holes filled) when `ct` is given, else
+    every voxel. Relative quantities (relative error
     map, voxel MAE%, ensemble noise) use mask voxels with reference > threshold_fraction x reference maximum in
     the mask. `labels` adds per-segment rows (mass-weighted means with a CT). `realisations`: further
     realisations of the test method (the test itself is the first) for ensemble noise. `resample=True`
-    resamples test (linear), realisations, CT (linear) and labels (nearest) onto the reference grid;
+    resamples test (linear), realisations and labels (nearest) onto the reference grid and puts the CT on it
+    as `run` and `voi` do (physics.voxel_mass: voxel-averaged HU for the mask, mean density for the masses);
     otherwise a grid mismatch raises GridMismatchError. Units are converted (e.g. mGy -> Gy).
     """
     if not 0.0 <= float(threshold_fraction) < 1.0:
@@ -144,10 +153,10 @@ def compare_doses(test: Volume, reference: Volume, labels: Volume | None = None,
     mass = None
     if ct is not None:
         ct.require_quantity("ct")
-        ct = _on_reference_grid(ct, reference, "CT", resample, mode="linear")
-        mask = body_mask(ct)
-        mask_text = f"body: CT > {BODY_THRESHOLD_HU:g} HU"
-        mass = voxel_mass_g(ct)
+        _check_grid(ct, reference, "CT", resample)
+        mask = body_mask(ct_on_grid(ct, reference.grid))  # the CT on the dose grid as in `run` and `voi`
+        mask_text = f"body: CT > {BODY_THRESHOLD_HU:g} HU, largest component, holes filled"
+        mass = voxel_mass_g(ct, reference.grid)
     else:
         mask = np.ones(reference.shape, dtype=bool)
         mask_text = "all voxels (no CT given)"

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
+from VoxelDosimetryLib.io.safe_write import atomic_output
+
 # Scatter-type plots draw at most this many points (a fixed-seed random subset); statistics use every voxel.
 MAX_PLOTTED_POINTS = 50_000
 
@@ -40,7 +42,8 @@ def plot_bland_altman(stats: dict, path: Path, unit: str, title: str) -> Path:
     ax.set_ylabel(f"test - reference ({diff_unit})")
     ax.set_title(f"{title} (n = {stats['n']})")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_output(path) as staged:
+        fig.savefig(staged, dpi=100, format="png")
     plt.close(fig)
     return path
 
@@ -59,7 +62,8 @@ def plot_scatter(test_values: np.ndarray, reference_values: np.ndarray, path: Pa
     ax.set_title(title)
     ax.legend(loc="upper left")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_output(path) as staged:
+        fig.savefig(staged, dpi=100, format="png")
     plt.close(fig)
     return path
 
@@ -80,7 +84,8 @@ def plot_profiles(profiles: dict, path: Path) -> Path:
     fig.suptitle(f"profiles through voxel (i, j, k) = ({i}, {j}, {k}), LPS "
                  + ", ".join(f"{v:.1f}" for v in profiles["point_lps_mm"]) + " mm")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_output(path) as staged:
+        fig.savefig(staged, dpi=100, format="png")
     plt.close(fig)
     return path
 
@@ -120,6 +125,7 @@ def plot_slices(test: np.ndarray, reference: np.ndarray, difference: np.ndarray,
     layout = "radiological view: patient left on the right" if aligned else "array index axes (oblique grid)"
     fig.suptitle(f"slices through voxel (i, j, k) = ({i}, {j}, {k}); {layout}")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_output(path) as staged:
+        fig.savefig(staged, dpi=100, format="png")
     plt.close(fig)
     return path

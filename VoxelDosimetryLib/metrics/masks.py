@@ -1,31 +1,10 @@
-"""Analysis masks (body from CT, dose threshold, segments) and mass-weighted segment means."""
+"""Segment masks and mass-weighted segment means (the body mask and voxel masses live in physics/)."""
 from __future__ import annotations
 
 import numpy as np
 
 from VoxelDosimetryLib.errors import InputFormatError
 from VoxelDosimetryLib.volume import Volume
-
-# Voxels with CT above this value (HU) count as "inside the body". Air (about -1000 HU) is outside; note that
-# aerated lung (about -850 HU) is outside too, so give a label map to analyse the lungs.
-BODY_THRESHOLD_HU = -500.0
-
-
-def body_mask(ct: Volume, threshold_hu: float = BODY_THRESHOLD_HU) -> np.ndarray:
-    """Boolean (z, y, x) mask of voxels with CT > threshold_hu (HU)."""
-    ct.require_quantity("ct")
-    hu = ct.to_unit("HU").array
-    if hu.dtype.kind == "f" and not np.all(np.isfinite(hu)):
-        raise InputFormatError("The CT holds NaN or infinite voxels; fix or mask them before comparing doses.")
-    return np.asarray(hu > threshold_hu)
-
-
-def voxel_mass_g(ct: Volume) -> np.ndarray:
-    """Mass of each voxel in g: Schneider density (g/cm3, physics.hu_to_density) x voxel volume (mL)."""
-    from VoxelDosimetryLib.physics import hu_to_density
-
-    ct.require_quantity("ct")
-    return hu_to_density(ct.to_unit("HU").array) * ct.voxel_volume_ml
 
 
 def segment_mean(values: np.ndarray, mask: np.ndarray, mass_g: np.ndarray | None = None) -> float:

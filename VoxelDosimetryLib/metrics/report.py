@@ -8,10 +8,19 @@ import numpy as np
 
 from VoxelDosimetryLib.metrics.comparison import ComparisonResult, quantity_label
 from VoxelDosimetryLib.metrics.figures import plot_bland_altman, plot_profiles, plot_scatter, plot_slices
+from VoxelDosimetryLib.io.safe_write import write_text_atomic
 
 METRICS_FILE = "metrics.json"
 RELATIVE_ERROR_FILE = "relative_error.nrrd"
 DIFFERENCE_FILES = {"dose": "difference_gy.nrrd", "dose_rate": "difference_gy_per_s.nrrd"}
+FIGURE_FILES = ("scatter.png", "bland_altman_voxels.png", "bland_altman_segments.png", "profiles.png", "slices.png")
+
+
+def report_files(out_md_path) -> list[Path]:
+    """Every file write_report may write for a report at `out_md_path` (the report itself first)."""
+    folder = Path(out_md_path).parent
+    names = [METRICS_FILE, RELATIVE_ERROR_FILE, *DIFFERENCE_FILES.values(), *FIGURE_FILES]
+    return [Path(out_md_path)] + [folder / name for name in names]
 
 
 def to_json_value(value):
@@ -113,7 +122,7 @@ def write_report(result: ComparisonResult, out_md_path, title: str | None = None
                                 folder / "slices.png")))
 
     document = metrics_document(result)
-    (folder / METRICS_FILE).write_text(json.dumps(document, indent=2, allow_nan=False), encoding="utf-8")
+    write_text_atomic(folder / METRICS_FILE, json.dumps(document, indent=2, allow_nan=False))
 
     lines = [f"# {title or 'Dose map comparison'}", "",
              f"Quantity: {quantity_label(result.reference)}. Mask: {m['mask']} ({m['n_voxels_mask']} voxels). "
@@ -132,5 +141,5 @@ def write_report(result: ComparisonResult, out_md_path, title: str | None = None
     lines += [f"- **{name}**: {text}" for name, text in m["definitions"].items()]
     if result.notes:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in result.notes]
-    out_md.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text_atomic(out_md, "\n".join(lines) + "\n")
     return out_md

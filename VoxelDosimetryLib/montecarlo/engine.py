@@ -61,6 +61,7 @@ class MonteCarloResult:
         """Write `<prefix>_edep`, `<prefix>_dose`, `<prefix>_dose_uncertainty` (GATE DoseActor-like names) and
         `<prefix>_stats.json` into `folder`; returns {name: path}."""
         from VoxelDosimetryLib.io import write_volume
+        from VoxelDosimetryLib.io.safe_write import write_text_atomic
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -68,7 +69,7 @@ class MonteCarloResult:
         for key, vol in (("edep", self.edep), ("dose", self.dose), ("dose_uncertainty", self.uncertainty)):
             paths[key] = write_volume(vol, folder / f"{prefix}_{key}{extension}")
         stats_path = folder / f"{prefix}_stats.json"
-        stats_path.write_text(json.dumps(self.stats, indent=1, default=float) + "\n", encoding="utf-8")
+        write_text_atomic(stats_path, json.dumps(self.stats, indent=1, default=float) + "\n")
         paths["stats"] = stats_path
         return paths
 

@@ -27,6 +27,7 @@ import numpy as np
 from VoxelDosimetryLib.errors import InputFormatError, UnitError, VoxelDosimetryError
 from VoxelDosimetryLib.volume.source_weights import checked_source_weights
 from VoxelDosimetryLib.volume.volume import Volume
+from VoxelDosimetryLib.io.safe_write import atomic_output, write_text_atomic
 
 EXPORT_FORMAT = "voxeldosimetry-gate-export"
 CONFIG_FILE = "simulation.json"
@@ -178,11 +179,12 @@ def export_gate_simulation(ct: Volume, source: Volume, out_dir: str | Path, *, n
         "source": total, "import_command": _import_command(total), "notes": notes,
     }
     files["config"] = out / CONFIG_FILE
-    files["config"].write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
+    write_text_atomic(files["config"], json.dumps(config, indent=1) + "\n")
     files["script"] = out / SCRIPT_FILE
-    shutil.copyfile(Path(__file__).with_name("gate_run_script.py"), files["script"])
+    with atomic_output(files["script"]) as staged:
+        shutil.copyfile(Path(__file__).with_name("gate_run_script.py"), staged)
     files["readme"] = out / "README.md"
-    files["readme"].write_text(_readme(config), encoding="utf-8")
+    write_text_atomic(files["readme"], _readme(config))
     return GateExport(out, files, config)
 
 

@@ -36,6 +36,7 @@ import numpy as np
 from VoxelDosimetryLib.errors import GridMismatchError, InputFormatError, MissingMetadataError
 from VoxelDosimetryLib.montecarlo.gate_stats import GateStats, read_gate_stats
 from VoxelDosimetryLib.volume.volume import DIRECTION_TOLERANCE, GRID_TOLERANCE_MM, Grid, Volume
+from VoxelDosimetryLib.io.safe_write import write_text_atomic
 
 IMAGE_SUFFIXES = (".mhd", ".mha", ".nrrd", ".nii.gz", ".nii")
 RUN_INFO_FILE = "run_info.json"  # written by the run_gate.py script of `gate export`
@@ -341,7 +342,7 @@ def import_gate_to_case(folder: str | Path, case_dir: str | Path, prefix: str | 
     """Import an output set as the case's MC label: writes mc/dose.nrrd, mc/uncertainty.nrrd, mc/metadata.json
     and the case.json "mc" entry; returns a JSON-friendly summary. Raises GridMismatchError (see compare_grids)."""
     from VoxelDosimetryLib.io import write_volume
-    from VoxelDosimetryLib.physics import hu_to_density
+    from VoxelDosimetryLib.physics.voxel_mass import density_on_grid
     from VoxelDosimetryLib.io.case import read_case, write_case
 
     case = read_case(case_dir)
@@ -351,7 +352,7 @@ def import_gate_to_case(folder: str | Path, case_dir: str | Path, prefix: str | 
     if files.dose is None:  # edep only: dose needs the mass, from the CT on the MC grid
         edep_grid = _read(files.edep, "energy deposit", "energy_deposited", "MeV").grid
         _check_grid(compare_grids(edep_grid, ct.grid), align_to_ct)
-        density = Volume(hu_to_density(ct.array), grid=edep_grid, quantity="density", unit="g/cm3")
+        density = density_on_grid(ct.replace(grid=edep_grid), edep_grid)  # same CT voxels, MC grid geometry
     result = load_gate_dose(folder, files.prefix, files.stats, histories, total_tia_bq_s, total_activity_bq, density)
     check = compare_grids(result.dose.grid, ct.grid)
     _check_grid(check, align_to_ct)
@@ -369,7 +370,7 @@ def import_gate_to_case(folder: str | Path, case_dir: str | Path, prefix: str | 
     mc_dir.mkdir(parents=True, exist_ok=True)
     write_volume(dose, mc_dir / "dose.nrrd")
     write_volume(unc, mc_dir / "uncertainty.nrrd")
-    (mc_dir / "metadata.json").write_text(json.dumps(meta, indent=1, default=str) + "\n", encoding="utf-8")
+    write_text_atomic(mc_dir / "metadata.json", json.dumps(meta, indent=1, default=str) + "\n")
     entry = {"dose": f"{MC_FOLDER}/dose.nrrd", "uncertainty": f"{MC_FOLDER}/uncertainty.nrrd",
              "metadata": f"{MC_FOLDER}/metadata.json", "engine": meta["engine"],
              "engine_version": meta["engine_version"], "histories": meta["histories"],

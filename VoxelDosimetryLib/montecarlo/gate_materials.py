@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from VoxelDosimetryLib.physics import MediaTable, schneider_composition_table, schneider_density_table, schneider_media
+from VoxelDosimetryLib.io.safe_write import write_text_atomic
 
 MATERIAL_PREFIX = "VD_"  # keeps our media apart from NIST (G4_*) and GATE database names
 # element symbol -> the name GATE's Schneider material table uses (opengate.definitions.elements_name_symbol)
@@ -53,10 +54,10 @@ def write_schneider_tables(folder: str | Path) -> tuple[Path, Path]:
         percent = " ".join(f"{v:g}" for v in comp.mass_percent[i])
         lines.append(f"{int(comp.hu_low[i])} {percent} {name}")
     materials = folder / MATERIALS_TABLE_FILE
-    materials.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text_atomic(materials, "\n".join(lines) + "\n")
     dens = schneider_density_table()
     rows = ["# HU density(g/cm3)", f"# {dens.source}"]
     rows += [f"{h:g} {d:g}" for h, d in zip(dens.hu, dens.density_g_cm3)]
     densities = folder / DENSITIES_TABLE_FILE
-    densities.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    write_text_atomic(densities, "\n".join(rows) + "\n")
     return materials, densities

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from VoxelDosimetryLib.errors import InputFormatError, UnitError
+from VoxelDosimetryLib.physics.plausibility import check_ct_plausible
 from VoxelDosimetryLib.physics.schneider import (
     HURangeReport,
     SCHNEIDER_SOURCE,
@@ -22,6 +23,7 @@ from VoxelDosimetryLib.physics.schneider import (
     schneider_density_table,
 )
 from VoxelDosimetryLib.volume.volume import Volume
+from VoxelDosimetryLib.io.safe_write import write_text_atomic
 
 _SPLIT = re.compile(r"[,;\t ]+")
 
@@ -142,8 +144,7 @@ class HUDensityCurve:
         lines = [f"# HU->density calibration curve {self.name!r}" + (f"; source: {self.source}" if self.source else ""),
                  "hu,density_g_cm3"]
         lines += [f"{h:.10g},{d:.10g}" for h, d in zip(self._hu, self._density)]
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        return path
+        return write_text_atomic(path, "\n".join(lines) + "\n")
 
     def to_dict(self) -> dict:
         return {"name": self.name, "source": self.source, "hu": self._hu.tolist(),
@@ -176,7 +177,7 @@ def _check_point(h: float, d: float, prev_h: float | None, prev_d: float | None,
 def ct_to_density(ct_volume: Volume, curve: HUDensityCurve | None = None) -> Volume:
     """Mass density volume (quantity 'density', g/cm3, float32) from a CT volume in HU.
 
-    `curve` defaults to Schneider 2000. The output metadata records the curve name and how many voxels were
+    `curve` defaults to Schneider 2000. QC warnings: `ct_looks_like_activity`, `ct_hu_clamped`. The output metadata records the curve name and how many voxels were
     outside the curve's HU range ('hu_below_range_voxels', 'hu_above_range_voxels'). The input is not modified.
     """
     if not isinstance(ct_volume, Volume):
@@ -192,6 +193,7 @@ def ct_to_density(ct_volume: Volume, curve: HUDensityCurve | None = None) -> Vol
     curve = HUDensityCurve.schneider2000() if curve is None else curve
     if not isinstance(curve, HUDensityCurve):
         raise TypeError("curve must be a HUDensityCurve (HUDensityCurve.from_csv(path) or .schneider2000()).")
+    check_ct_plausible(ct_volume)  # QC warning when the "CT" looks like an activity map
     density, report = curve.evaluate(ct_volume.array)
     out = ct_volume.with_array(density.astype(np.float32), quantity="density", unit="g/cm3")
     meta = dict(out.metadata)

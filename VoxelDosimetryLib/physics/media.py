@@ -31,6 +31,7 @@ from VoxelDosimetryLib.physics.schneider import (
     schneider_composition_table,
 )
 from VoxelDosimetryLib.volume.volume import Volume
+from VoxelDosimetryLib.io.safe_write import write_text_atomic
 
 MEDIA_JSON_FORMAT = "voxeldosimetry-media-table"
 _FRACTION_TOLERANCE = 1e-6
@@ -246,9 +247,7 @@ class MediaTable:
         return cls(media, tolerance_g_cm3=None if tol is None else float(tol), source=str(data.get("source", "")))
 
     def write_json(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_text(self.to_json() + "\n", encoding="utf-8")
-        return path
+        return write_text_atomic(path, self.to_json() + "\n")
 
     @classmethod
     def read_json(cls, path: str | Path) -> "MediaTable":

@@ -6,7 +6,8 @@ opengate/data/Schneider2000{Densities,Materials}Table.txt; see docs/PHYSICS_DATA
 Out-of-range policy (no silent clipping): values outside the table are clamped to the table ends, counted, and
 logged through the `logging` module. HU below the lowest node are routine (air at -1024 HU, scanner padding at
 -3024 HU) and are logged at INFO; HU above the highest node (metal, contrast, reconstruction artefacts) are
-logged at WARNING because the curve is not extrapolated. Non-finite HU raise InputFormatError.
+logged at WARNING and reported as the QC warning `ct_hu_clamped` because the curve is not extrapolated.
+Non-finite HU raise InputFormatError.
 Call with `return_report=True` to get the counts as an HURangeReport.
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from VoxelDosimetryLib.errors import InputFormatError
+from VoxelDosimetryLib.qc import qc_warn
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +89,29 @@ def interpolate_density(hu: Any, nodes_hu: np.ndarray, nodes_density: np.ndarray
     arr = check_finite(hu, what)
     report = range_report(arr, float(nodes_hu[0]), float(nodes_hu[-1]))
     log_range_report(report, what)
+    warn_hu_clamped(report, float(nodes_density[-1]))
     density = np.interp(arr, nodes_hu, nodes_density)  # np.interp holds the end values outside the nodes
     return (density, report) if return_report else density
+
+
+def warn_hu_clamped(report: HURangeReport, top_density: float) -> None:
+    """QC warning `ct_hu_clamped` when CT values above the curve's end were given its end density.
+
+    Only the high end warns: HU below the first node (air at -1024 HU, scanner padding at -3024 HU) are air, and
+    the clamped air density is right for them. Above it (metal, contrast, artefacts) the density is underestimated.
+    """
+    if not report.n_above:
+        return
+    n = max(report.n_values, 1)
+    qc_warn("ct_hu_clamped",
+            f"{100 * report.n_above / n:.3g} % of the CT voxels ({report.n_above} of {report.n_values}) lie above "
+            f"{report.high:g} HU (highest {report.max_value:g} HU), the end of the HU->density curve, and were given "
+            f"its end density {top_density:g} g/cm3 (the curve is not extrapolated). Check the CT there for metal, "
+            "contrast or artefacts; masses and doses in those voxels are less reliable.",
+            n_voxels=report.n_values, n_above=report.n_above, n_below=report.n_below,
+            fraction_above=report.n_above / n, fraction_below=report.n_below / n,
+            hu_range=[report.low, report.high], min_hu=report.min_value, max_hu=report.max_value,
+            end_density_g_cm3=top_density)
 
 
 # ------------------------------------------------------------------------------------------------ tables

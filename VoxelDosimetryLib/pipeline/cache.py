@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from VoxelDosimetryLib import __version__
+from VoxelDosimetryLib.io.safe_write import write_text_atomic
 
 STEPS_FOLDER = "steps"
 _CHUNK = 1 << 20
@@ -120,7 +121,7 @@ class StepCache:
 
     def save(self, name: str, record: dict) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.record_path(name).write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+        write_text_atomic(self.record_path(name), json.dumps(record, indent=2, default=str) + "\n")
 
     def output_hashes(self, outputs: Iterable[str | Path]) -> dict[str, str]:
         return {self.relative(p): self.sha256(p) for p in outputs}

@@ -2,7 +2,9 @@
 
 Relative paths resolve against `data_root` when it is set (config field or `--data-root`; `$VARS` and `~` are
 expanded), else against the folder of the config file (`base_dir`). A config file may name a case folder
-(`case: path`); its settings then override the case's.
+(`case: path`); its settings then override the case's. Numbers may be written in any notation ('7.4e9', '1e4')
+and, where a setting has a unit, with a unit of their own ('7.4 GBq', '1 d'); see volume/numbers.py.
+Construction never raises for bad settings: check_settings() reports every problem in one InputFormatError.
 """
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from VoxelDosimetryLib.errors import InputFormatError
+from VoxelDosimetryLib.errors import InputFormatError, UnknownNuclideError
+from VoxelDosimetryLib.volume.numbers import collect_number
 
 REGISTRATION_KINDS = ("rigid", "affine", "bspline", "none")
 DOSE_ORDERS = ("tia_then_dose", "dose_rate_then_integrate")
@@ -21,6 +24,19 @@ DOSE_GRIDS = ("spect", "ct")
 SPECT_QUANTITIES = ("counts", "activity_concentration", "activity")
 AUTO_MODEL = "auto"
 DEFAULT_DX_PERCENT = (2, 10, 30, 50, 70, 90, 98)
+SEED = dict(integer=True, minimum=0, example="42")
+# numeric settings: field -> parse_number options (units as in the field names)
+_NUMBERS = {
+    "config": {"administered_activity_bq": dict(unit="Bq", positive=True, optional=True),
+               "reference_timepoint": dict(integer=True, minimum=0, example="0")},
+    "registration": {"seed": SEED},
+    "dose": {"histories": dict(integer=True, positive=True, optional=True), "seed": SEED},
+}
+_NUMBER_LISTS = {"dx_percent": dict(minimum=0, maximum=100, example="90"), "dx_cc": dict(unit="mL", positive=True),
+                 "vx_gy": dict(unit="Gy", minimum=0)}
+CALIBRATION_NUMBERS = {"sensitivity_cps_per_mbq": dict(positive=True, example="6.0"),
+                       "counts_duration_s": dict(unit="s", positive=True),
+                       "acquisition_duration_s": dict(unit="s", positive=True)}
 
 
 @dataclass
@@ -106,31 +122,48 @@ class PipelineConfig:
     base_dir: str | None = None
 
     def __post_init__(self) -> None:
-        """Accept plain values too: timepoints as mappings, sections as mappings, registration as a kind name."""
+        """Accept plain values too: timepoints as mappings, sections as mappings, registration as a kind name,
+        numbers as text. Problems are kept for check_settings (bad values stay as given)."""
+        problems: list[str] = []
         if not isinstance(self.timepoints, list):
-            raise InputFormatError("'timepoints' must be a list of {time_h, spect[, ct]} entries.")
-        self.timepoints = [_timepoint(entry, i) for i, entry in enumerate(self.timepoints)]
+            problems.append(f"'timepoints' must be a list of {{time_h, spect[, ct]}} entries; got {self.timepoints!r}")
+            self.timepoints = []
+        entries = [_timepoint(entry, i, problems) for i, entry in enumerate(self.timepoints)]
+        self.timepoints = [tp for tp in entries if tp is not None]
         for name in _SECTIONS:
-            setattr(self, name, _section(name, getattr(self, name)))
+            setattr(self, name, _section(name, getattr(self, name), problems))
         for key in ("calibration", "truth_organ_tia_bq_s", "notes"):
-            setattr(self, key, dict(getattr(self, key) or {}))
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, dict):
+                problems.append(f"'{key}' must be a mapping; got {value!r}")
+                value = None
+            setattr(self, key, dict(value or {}))
+        self.calibration = _calibration(self.calibration, "calibration", problems)
+        for key, options in _NUMBERS["config"].items():
+            setattr(self, key, collect_number(getattr(self, key), problems, name=key, **options))
+        self.truth_organ_tia_bq_s = {
+            organ: collect_number(value, problems, name=f"truth_organ_tia_bq_s.{organ}", unit="Bq*s", minimum=0)
+            for organ, value in self.truth_organ_tia_bq_s.items()}
+        self._problems = problems
 
     # ------------------------------------------------------------------------------------------ construction
     @classmethod
     def from_dict(cls, data: dict, base_dir: str | Path | None = None) -> "PipelineConfig":
-        """Build from plain values (as in a YAML/JSON file); unknown keys raise InputFormatError."""
+        """Build from plain values (as in a YAML/JSON file); every problem (unknown keys included) is raised
+        together in one InputFormatError."""
         if not isinstance(data, dict):
             raise InputFormatError(f"A pipeline config is a mapping of settings; got {type(data).__name__}.")
         data = copy.deepcopy(data)
         if "case" in data:
             return _config_over_case(data, base_dir)
-        _reject_unknown(data, [f.name for f in fields(cls)], "the pipeline config")
-        for key in ("ct", "timepoints"):
-            if data.get(key) in (None, "", []):
-                raise InputFormatError(f"The pipeline config needs {key!r} (see docs/PIPELINE.md), or 'case: FOLDER'.")
+        problems: list[str] = []
+        data = _known(data, [f.name for f in fields(cls)], "the pipeline config", problems)
+        data.setdefault("ct", "")
+        data.setdefault("timepoints", [])
         if base_dir is not None and data.get("base_dir") is None:
             data["base_dir"] = str(base_dir)
         config = cls(**data)
+        config._problems[:0] = problems
         config.check_settings()
         return config
 
@@ -197,14 +230,14 @@ class PipelineConfig:
     def with_changes(self, **sections: dict) -> "PipelineConfig":
         """A copy with settings changed: top-level fields by name, sections by a dict of their fields,
         e.g. with_changes(dose={"method": "mc"}, time_integration={"model": "bi_exp"})."""
-        updates = {}
-        for name, value in sections.items():
+        problems: list[str] = []
+        updates = _known(sections, [f.name for f in fields(self)], "with_changes()", problems)
+        for name, value in updates.items():
             if name in _SECTIONS and isinstance(value, dict):
-                _reject_unknown(value, [f.name for f in fields(_SECTIONS[name])], f"the '{name}' section")
+                value = _known(value, [f.name for f in fields(_SECTIONS[name])], f"the '{name}' section", problems)
                 updates[name] = replace(getattr(self, name), **value)
-            else:
-                updates[name] = value
         changed = replace(self, **updates)
+        changed._problems[:0] = problems
         changed.check_settings()
         return changed
 
@@ -232,6 +265,16 @@ class PipelineConfig:
         own = self.timepoints[index].ct
         return self.resolve(own) if own else self.resolve(self.ct)
 
+    def input_paths(self) -> list[Path]:
+        """Every input file or folder of a run (the pipeline never writes into or over any of them)."""
+        paths = [self.resolve(self.ct)] + [self.resolve(tp.spect) for tp in self.timepoints]
+        paths += [self.resolve(tp.ct) for tp in self.timepoints if tp.ct]
+        if self.segments.labels:
+            paths.append(self.resolve(self.segments.labels))
+        if isinstance(self.segments.names, str):
+            paths.append(self.resolve(self.segments.names))
+        return list(dict.fromkeys(p for p in paths if p is not None))
+
     # ------------------------------------------------------------------------------------------ checks
     def model_for_run(self) -> str:
         """The time-integration model used: "auto" becomes hanscheid (1 timepoint) or trapezoid_fit_tail."""
@@ -241,61 +284,62 @@ class PipelineConfig:
         return model
 
     def check_settings(self) -> None:
-        """Raise InputFormatError naming every invalid setting (files are checked by check_files)."""
+        """Raise one InputFormatError naming every invalid setting (files are checked by check_files)."""
+        from VoxelDosimetryLib.dose import UnknownDoseMethodError, get_dose_method
         from VoxelDosimetryLib.kinetics.tia import MIN_POINTS, MODELS
         from VoxelDosimetryLib.physics import get_nuclide
 
-        problems = []
-        get_nuclide(self.nuclide)  # UnknownNuclideError with suggestions
-        times = []
+        problems = list(self._problems)
+        if not self.ct:
+            problems.append("'ct' (the reference CT file) is missing; give ct: FILE (see docs/PIPELINE.md) or "
+                            "'case: FOLDER'")
+        try:
+            get_nuclide(str(self.nuclide))
+        except UnknownNuclideError as exc:
+            problems.append(str(exc).rstrip("."))
+        n = len(self.timepoints)
         for i, tp in enumerate(self.timepoints):
-            try:
-                times.append(float(tp.time_h))
-            except (TypeError, ValueError):
-                problems.append(f"timepoints[{i}].time_h must be a number of hours; got {tp.time_h!r}")
-            quantity = tp.spect_quantity
-            if quantity is not None and quantity not in SPECT_QUANTITIES:
-                problems.append(f"timepoints[{i}].spect_quantity must be one of {SPECT_QUANTITIES}; got {quantity!r}")
+            if tp.spect_quantity is not None and not _one_of(tp.spect_quantity, SPECT_QUANTITIES):
+                problems.append(f"timepoints[{i}].spect_quantity must be one of {SPECT_QUANTITIES}; "
+                                f"got {tp.spect_quantity!r}")
+        times = [tp.time_h for tp in self.timepoints]
         if not self.timepoints:
-            problems.append("no timepoints are listed")
-        if any(t <= 0 for t in times):
-            problems.append(f"timepoint times must be > 0 h after injection; got {times}")
-        if times != sorted(times) or len(set(times)) != len(times):
+            problems.append("no timepoints are listed; give timepoints: [{time_h: 24, spect: FILE}, ...]")
+        elif all(isinstance(t, float) for t in times) and (times != sorted(times) or len(set(times)) != n):
             problems.append(f"timepoint times must be strictly increasing; got {times}")
-        if not 0 <= int(self.reference_timepoint) < max(1, len(self.timepoints)):
-            problems.append(f"reference_timepoint must index a timepoint (0..{len(self.timepoints) - 1}); "
-                            f"got {self.reference_timepoint}")
-        elif self.timepoints and self.timepoints[self.reference_timepoint].ct not in (None, self.ct):
-            problems.append("the reference timepoint's CT must be the config's 'ct' (the reference CT); set "
-                            "'ct' to it or choose another reference_timepoint")
-        if self.spect_quantity is not None and self.spect_quantity not in SPECT_QUANTITIES:
+        ref = self.reference_timepoint
+        if isinstance(ref, int) and self.timepoints:
+            if not ref < n:
+                problems.append(f"reference_timepoint must index a timepoint (0..{n - 1}); got {ref}")
+            elif self.timepoints[ref].ct not in (None, self.ct):
+                problems.append("the reference timepoint's CT must be the config's 'ct' (the reference CT); set "
+                                "'ct' to it or choose another reference_timepoint")
+        if self.spect_quantity is not None and not _one_of(self.spect_quantity, SPECT_QUANTITIES):
             problems.append(f"spect_quantity must be one of {SPECT_QUANTITIES}; got {self.spect_quantity!r}")
-        if self.dose_grid not in DOSE_GRIDS:
+        if not _one_of(self.dose_grid, DOSE_GRIDS):
             problems.append(f"dose_grid must be one of {DOSE_GRIDS}; got {self.dose_grid!r}")
-        if self.registration.kind not in REGISTRATION_KINDS:
+        if not _one_of(self.registration.kind, REGISTRATION_KINDS):
             problems.append(f"registration must be one of {REGISTRATION_KINDS}; got {self.registration.kind!r}")
         model = self.time_integration.model
-        if model != AUTO_MODEL and model not in MODELS:
+        if model != AUTO_MODEL and not _one_of(model, MODELS):
             problems.append(f"time_integration.model must be 'auto' or one of {list(MODELS)}; got {model!r}")
-        elif self.timepoints and not problems:
+        elif self.timepoints:
             resolved = self.model_for_run()
-            n = len(self.timepoints)
             if n < MIN_POINTS[resolved] or (resolved == "hanscheid" and n != 1):
                 needed = "exactly 1" if resolved == "hanscheid" else MIN_POINTS[resolved]
                 problems.append(f"model {resolved!r} needs {needed} timepoint(s); this config has {n}. Choose another "
                                 "model (or 'auto')")
-        if self.dose.order not in DOSE_ORDERS:
+        if not _one_of(self.dose.order, DOSE_ORDERS):
             problems.append(f"dose.order must be one of {DOSE_ORDERS}; got {self.dose.order!r}")
-        if self.dose.histories is not None and not (int(self.dose.histories) == self.dose.histories
-                                                    and self.dose.histories > 0):
-            problems.append(f"dose.histories must be a positive integer; got {self.dose.histories!r}")
-        if self.administered_activity_bq is not None and not float(self.administered_activity_bq) > 0:
-            problems.append(f"administered_activity_bq must be positive; got {self.administered_activity_bq}")
+        try:
+            get_dose_method(str(self.dose.method))
+        except UnknownDoseMethodError as exc:
+            problems.append(f"dose.method: {str(exc).rstrip('.')}")
+        if len(problems) == 1:
+            raise InputFormatError(f"Invalid pipeline config: {problems[0]}.")
         if problems:
-            raise InputFormatError("Invalid pipeline config: " + "; ".join(problems) + ".")
-        from VoxelDosimetryLib.dose import get_dose_method
-
-        get_dose_method(self.dose.method)  # UnknownDoseMethodError listing the registered methods
+            raise InputFormatError(f"Invalid pipeline config, {len(problems)} problems:\n"
+                                   + "\n".join(f"- {p}" for p in problems))
 
     def check_files(self) -> None:
         """Raise InputFormatError naming every input file that does not exist."""
@@ -311,36 +355,78 @@ class PipelineConfig:
             raise InputFormatError("Input file(s) not found: " + "; ".join(missing) + hint + ".")
 
 
-def _timepoint(entry, index: int) -> TimepointInput:
-    if isinstance(entry, TimepointInput):
-        return entry
-    if not isinstance(entry, dict):
-        raise InputFormatError(f"timepoints[{index}] must be a mapping with time_h and spect; got {entry!r}.")
-    _reject_unknown(entry, [f.name for f in fields(TimepointInput)], f"timepoints[{index}]")
-    if "time_h" not in entry or "spect" not in entry:
-        raise InputFormatError(f"timepoints[{index}] needs time_h (hours after injection) and spect (a file).")
-    return TimepointInput(**{**entry, "calibration": dict(entry.get("calibration") or {})})
+def _timepoint(entry, index: int, problems: list) -> TimepointInput | None:
+    """A TimepointInput with its numbers parsed (None when `entry` is not a mapping); problems are appended."""
+    where = f"timepoints[{index}]"
+    if isinstance(entry, dict):
+        entry = _known(entry, [f.name for f in fields(TimepointInput)], where, problems)
+        missing = [key for key in ("time_h", "spect") if entry.get(key) in (None, "")]
+        if missing:
+            problems.append(f"{where} needs time_h (hours after injection) and spect (a file); "
+                            f"{' and '.join(missing)} missing")
+        entry = TimepointInput(**{"time_h": None, "spect": "", **entry})
+    if not isinstance(entry, TimepointInput):
+        problems.append(f"{where} must be a mapping with time_h and spect; got {entry!r}")
+        return None
+    if entry.time_h is not None:
+        entry.time_h = collect_number(entry.time_h, problems, name=f"{where}.time_h", unit="h", positive=True)
+    if entry.calibration is not None and not isinstance(entry.calibration, dict):
+        problems.append(f"{where}.calibration must be a mapping; got {entry.calibration!r}")
+        entry.calibration = {}
+    entry.calibration = _calibration(dict(entry.calibration or {}), f"{where}.calibration", problems)
+    return entry
 
 
-def _section(name: str, value):
+def _calibration(values: dict, where: str, problems: list) -> dict:
+    """SpectCalibration values with numbers parsed; unknown keys and non-yes/no flags are appended to problems."""
+    from VoxelDosimetryLib.kinetics.quantification import SpectCalibration
+
+    values = _known(values, list(SpectCalibration.VALUE_FIELDS), where, problems)
+    for key, options in CALIBRATION_NUMBERS.items():
+        if values.get(key) is not None:
+            values[key] = collect_number(values[key], problems, name=f"{where}.{key}", **options)
+    flag = values.get("decay_correct_during_acquisition")
+    if flag is not None and not isinstance(flag, bool):
+        problems.append(f"{where}.decay_correct_during_acquisition must be true or false; got {flag!r}")
+    return values
+
+
+def _section(name: str, value, problems: list):
+    """The settings section `name` with its numbers parsed; problems are appended (defaults replace bad parts)."""
     section_type = _SECTIONS[name]
-    if isinstance(value, section_type):
-        return value
     if name == "registration" and isinstance(value, str):
         value = {"kind": value}
     if value is None:
         value = {}
-    if not isinstance(value, dict):
-        raise InputFormatError(f"'{name}' must be a mapping of settings; got {value!r}.")
-    _reject_unknown(value, [f.name for f in fields(section_type)], f"the '{name}' section")
-    return section_type(**value)
+    if isinstance(value, dict):
+        value = section_type(**_known(value, [f.name for f in fields(section_type)], f"the '{name}' section", problems))
+    elif not isinstance(value, section_type):
+        problems.append(f"'{name}' must be a mapping of settings; got {value!r}")
+        value = section_type()
+    for key, options in _NUMBERS.get(name, {}).items():
+        setattr(value, key, collect_number(getattr(value, key), problems, name=f"{name}.{key}", **options))
+    if name == "segments":
+        for key, options in _NUMBER_LISTS.items():
+            items = getattr(value, key)
+            items = list(items) if isinstance(items, (list, tuple)) else [] if items is None else [items]
+            setattr(value, key, [collect_number(item, problems, name=f"segments.{key}[{j}]", **options)
+                                 for j, item in enumerate(items)])
+    if hasattr(value, "options") and not isinstance(value.options, dict):
+        problems.append(f"{name}.options must be a mapping; got {value.options!r}")
+        value.options = {}
+    return value
 
 
-def _reject_unknown(data: dict, allowed: list, where: str) -> None:
-    unknown = sorted(set(data) - set(allowed))
+def _known(data: dict, allowed: list, where: str, problems: list) -> dict:
+    """`data` without unknown keys; each unknown key is appended to `problems` with the allowed ones."""
+    unknown = sorted(set(data) - set(allowed), key=str)
     if unknown:
-        raise InputFormatError(f"Unknown key(s) {unknown} in {where}; allowed: {sorted(allowed)} "
-                               "(see docs/PIPELINE.md).")
+        problems.append(f"Unknown key(s) {unknown} in {where}; allowed: {sorted(allowed)} (see docs/PIPELINE.md)")
+    return {key: value for key, value in data.items() if key in allowed}
+
+
+def _one_of(value, choices) -> bool:
+    return isinstance(value, str) and value in choices
 
 
 def _merge(base: dict, update: dict) -> dict:

@@ -9,6 +9,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 from VoxelDosimetryLib import __version__
+from VoxelDosimetryLib.io.safe_write import write_text_atomic
 
 MANIFEST_FORMAT = "voxeldosimetry-run"
 MANIFEST_VERSION = 1
@@ -49,6 +50,7 @@ def write_manifest(path: Path, config, records: dict, result, cache, started: fl
                   for name, r in records.items()],
         "outputs": outputs,
         "warnings": list(result.warnings),
+        "qc": list(result.qc),
     }
-    path.write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
+    write_text_atomic(path, json.dumps(document, indent=2, default=str) + "\n")
     return path

@@ -5,6 +5,7 @@ from datetime import datetime
 from pathlib import Path
 
 from VoxelDosimetryLib import __version__
+from VoxelDosimetryLib.io.safe_write import write_text_atomic
 
 DOSE_COLUMNS = (("name", "segment"), ("volume_ml", "volume (mL)"), ("mass_g", "mass (g)"),
                 ("tia_mbq_h", "TIA (MBq·h)"), ("mean_gy", "mean (Gy)"), ("median_gy", "median (Gy)"),
@@ -126,7 +127,7 @@ def write_report(path: Path, config, records: dict, result, activity_rows: list[
     out_dir = Path(result.out_dir)
     lines += ["## Output files", ""] + [f"- `{name}`: `{_relative(Path(p), out_dir)}`"
                                          for name, p in sorted(result.outputs.items())] + [""]
-    path.write_text("\n".join(lines), encoding="utf-8")
+    write_text_atomic(path, "\n".join(lines))
     return path
 
 

@@ -14,9 +14,11 @@ from typing import Any, Callable
 
 from VoxelDosimetryLib.errors import InputFormatError, VoxelDosimetryError
 from VoxelDosimetryLib.io import read_volume, write_volume
+from VoxelDosimetryLib.io.safe_write import check_outputs, output_session, write_json_atomic
 from VoxelDosimetryLib.pipeline import steps_activity, steps_dose, steps_geometry, steps_tables
 from VoxelDosimetryLib.pipeline.cache import StepCache
 from VoxelDosimetryLib.pipeline.config import PipelineConfig
+from VoxelDosimetryLib.qc import QcLog, collect_qc, qc_warn, replay
 from VoxelDosimetryLib.volume import Volume
 
 Progress = Callable[[float, str], None]
@@ -41,13 +43,14 @@ class PipelineResult:
     timings: dict[str, float]
     steps: dict[str, str]
     warnings: list[str] = field(default_factory=list)
+    qc: list[dict] = field(default_factory=list)
     report: Path | None = None
     manifest: Path | None = None
 
     def to_dict(self) -> dict:
         """JSON values (the segment rows come from segments.json, so they hold no NaN)."""
         return {"out_dir": str(self.out_dir), "outputs": dict(self.outputs), "steps": dict(self.steps),
-                "timings_s": dict(self.timings), "warnings": list(self.warnings),
+                "timings_s": dict(self.timings), "warnings": list(self.warnings), "qc": list(self.qc),
                 "report": str(self.report), "manifest": str(self.manifest),
                 "segments": [dict(row) for row in self.segment_rows]}
 
@@ -101,6 +104,7 @@ class _Runner:
         if stored is not None:
             record = dict(stored, status="reused", elapsed_s=round(time.perf_counter() - began, 3),
                           computed_elapsed_s=stored.get("elapsed_s"))
+            replay(stored.get("qc", []))  # what the step found when it was computed still holds
             self.report(end, f"{name}: reused (inputs and parameters unchanged)")
         else:
             self.report(start, f"{name}: computing")
@@ -114,7 +118,8 @@ class _Runner:
                     self.report(start + (end - start) * min(max(float(fraction), 0.0), 1.0), f"{name}: {message}")
 
             try:
-                info = compute(sub) or {}
+                with collect_qc() as step_log:
+                    info = compute(sub) or {}
             except VoxelDosimetryError as exc:  # e.g. Monte Carlo stopped by the same cancel callable
                 if self.cancel is not None and self.cancel():
                     raise PipelineCancelled(f"The pipeline run was cancelled during {name}; finished steps are "
@@ -126,7 +131,8 @@ class _Runner:
             record = {"name": name, "key": key, "status": "computed",
                       "elapsed_s": round(time.perf_counter() - began, 3),
                       "inputs": {k: {"path": _text(inputs[k]), "sha256": v} for k, v in hashes.items()},
-                      "params": params, "outputs": self.cache.output_hashes(outputs), "info": info}
+                      "params": params, "outputs": self.cache.output_hashes(outputs), "info": info,
+                      "qc": step_log.to_list()}
             self.cache.save(name, {k: v for k, v in record.items() if k != "status"})
             self.report(end, f"{name}: done in {record['elapsed_s']:.1f} s")
         self.records[name] = record
@@ -166,7 +172,19 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, progress: Progress
     config.check_settings()
     config.check_files()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    inputs = config.input_paths()
+    with output_session("run", inputs, force), collect_qc() as qc_log:
+        check_outputs({"output folder": out}, inputs)  # before any step: never into an input, never over others' files
+        out.mkdir(parents=True, exist_ok=True)
+        return _run(config, out, progress, cancel, force, started, qc_log)
+
+
+def _run(config: PipelineConfig, out: Path, progress: Progress | None, cancel: Callable[[], bool] | None,
+         force: bool, started: float, qc_log: QcLog) -> PipelineResult:
+    """The steps of run_pipeline, inside its output session and QC collector."""
+    from VoxelDosimetryLib.pipeline.manifest import write_manifest
+    from VoxelDosimetryLib.pipeline.report import write_report
+
     tps = config.timepoints
     tags = [_tag(tp.time_h) for tp in tps]
     ref = int(config.reference_timepoint)
@@ -181,7 +199,6 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, progress: Progress
              if rate_order else [("dose", "dose")])
     plan += [("labels", "labels"), ("tables", "tables"), ("report", "report")]
     runner = _Runner(out, plan, force, progress, cancel)
-    warnings: list[str] = []
     paths: dict[str, Path] = {}
 
     # 1. dose grid and the CT on it ---------------------------------------------------------------------
@@ -203,7 +220,7 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, progress: Progress
                                "spect_quantity": _quantity(config, ref)},
                               [paths["ct_on_dose_grid"]], make_grid)
     if grid_record["info"]["fraction_inside_ct"] < 0.999:
-        warnings.append(f"{100 * (1 - grid_record['info']['fraction_inside_ct']):.1f}% of the dose grid lies outside "
+        qc_warn("dose_grid_outside_ct", f"{100 * (1 - grid_record['info']['fraction_inside_ct']):.1f}% of the dose grid lies outside "
                         "the reference CT; the CT is taken as air (-1000 HU) there, so doses there are not meaningful.")
 
     # 2. registration of each timepoint CT to the reference CT -------------------------------------------
@@ -221,8 +238,10 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, progress: Progress
                                  kind=settings.kind, backend=settings.backend, seed=int(settings.seed),
                                  progress=report, **settings.options)
             write_transform(result, transform_path)
+            for warning in result.quality.get("warnings", []):
+                qc_warn("registration_quality", f"registration {tags[i]}: {warning}")
             document = {"fixed": str(ct_path), "moving": str(config.timepoint_ct(i)), **result.to_dict()}
-            report_path.write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
+            write_json_atomic(report_path, document, default=str)
             return {"quality": {k: result.quality.get(k) for k in (
                         "dice_body_before", "dice_body_after", "displacement_mean_mm", "displacement_max_mm",
                         "final_metric_value", "iterations", "elapsed_s")},
@@ -232,12 +251,11 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, progress: Progress
                              {"kind": config.registration.kind, "backend": config.registration.backend,
                               "seed": config.registration.seed, "options": config.registration.options},
                              [transforms[i], report_path], register)
-        warnings += [f"registration {tags[i]}: {w}" for w in record["info"].get("warnings", [])]
         paths[f"transform_{tags[i]}"] = transforms[i]
         paths[f"registration_report_{tags[i]}"] = report_path
     for i, tp in enumerate(tps):
         if tp.ct and i not in registered and config.registration.kind == "none" and i != ref:
-            warnings.append(f"timepoint {tags[i]} has its own CT but registration is 'none': its SPECT is used as "
+            qc_warn("timepoint_not_registered", f"timepoint {tags[i]} has its own CT but registration is 'none': its SPECT is used as "
                             "it lies in scanner coordinates.")
 
     # 3. calibration and activity on the dose grid ----------------------------------------------------------
@@ -271,7 +289,7 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, progress: Progress
         info = record["info"]
         if info["total_native_bq"] > 0 and info["total_on_dose_grid_bq"] < 0.99 * info["total_native_bq"]:
             lost = 100 * (1 - info["total_on_dose_grid_bq"] / info["total_native_bq"])
-            warnings.append(f"timepoint {tags[i]}: {lost:.1f}% of the SPECT's activity falls outside the dose grid.")
+            qc_warn("activity_outside_dose_grid", f"timepoint {tags[i]}: {lost:.1f}% of the SPECT's activity falls outside the dose grid.")
         paths[f"activity_{tags[i]}_calibrated"] = calibrated
         paths[f"activity_{tags[i]}"] = on_grid
 
@@ -287,7 +305,7 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, progress: Progress
         images = [runner.read(p) for p in activity_paths]
         result = steps_dose.integrate(images, times_h, config.nuclide, model, config.time_integration.options, report)
         runner.write(result.tia, paths["tia"])
-        paths["tia_info"].write_text(json.dumps(result.info, indent=2, default=str) + "\n", encoding="utf-8")
+        write_json_atomic(paths["tia_info"], result.info, default=str)
         return {k: result.info.get(k) for k in ("model", "total_tia_bq_s", "total_tia_mbq_h", "tail_fraction",
                                                  "fallback_voxels", "negative_voxels_set_to_zero")}
 
@@ -295,10 +313,10 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, progress: Progress
                              [paths["tia"], paths["tia_info"]], integrate_tia)
     tail = tia_record["info"].get("tail_fraction") or 0.0
     if len(tps) > 1 and tail > 0.5:
-        warnings.append(f"{100 * tail:.0f}% of the TIA lies after the last timepoint (extrapolated): the result "
+        qc_warn("tail_dominates_tia", f"{100 * tail:.0f}% of the TIA lies after the last timepoint (extrapolated): the result "
                         "depends mostly on the tail model.")
     if len(tps) == 1:
-        warnings.append(f"single timepoint at {times_h[0]:g} h: TIA by {model} (Hänscheid et al. 2018 assumes the "
+        qc_warn("single_timepoint", f"single timepoint at {times_h[0]:g} h: TIA by {model} (Hänscheid et al. 2018 assumes the "
                         "effective half-life equals the imaging time); check the scan time after injection.")
 
     # 5. dose ------------------------------------------------------------------------------------------------
@@ -319,7 +337,7 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, progress: Progress
             runner.write(result.dose, paths["dose"])
             if uncertain and result.uncertainty is not None:
                 runner.write(result.uncertainty, paths["dose_uncertainty"])
-            paths["dose_info"].write_text(json.dumps(result.info, indent=2, default=str) + "\n", encoding="utf-8")
+            write_json_atomic(paths["dose_info"], result.info, default=str)
             return {"method": config.dose.method, "max_gy": float(result.dose.array.max())}
 
         runner.step("dose", {"tia": paths["tia"], "ct_on_dose_grid": paths["ct_on_dose_grid"]}, dose_params,
@@ -347,7 +365,7 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, progress: Progress
             for k, p in enumerate(outputs):
                 paths[f"dose_rate_{tags[i]}" + ("_uncertainty" if k else "")] = p
         if uncertain:
-            warnings.append("dose_rate_then_integrate with a stochastic method: the per-timepoint dose-rate "
+            qc_warn("no_uncertainty_propagated", "dose_rate_then_integrate with a stochastic method: the per-timepoint dose-rate "
                             "uncertainties are saved; no uncertainty map is propagated to the integrated dose.")
 
         def integrate_dose(report: Progress) -> dict:
@@ -355,7 +373,7 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, progress: Progress
             result = steps_dose.integrate(images, times_h, config.nuclide, model, config.time_integration.options,
                                           report)
             runner.write(result.tia, paths["dose"])
-            paths["dose_info"].write_text(json.dumps(result.info, indent=2, default=str) + "\n", encoding="utf-8")
+            write_json_atomic(paths["dose_info"], result.info, default=str)
             return {"method": config.dose.method, "model": model, "max_gy": float(result.tia.array.max())}
 
         runner.step("dose_integration", {"dose_rate": rate_paths}, integration_params,
@@ -382,16 +400,16 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, progress: Progress
         runner.write(on_grid, paths["labels_on_dose_grid"])
         document = {"source": source, "names": {str(k): v for k, v in sorted(names.items())},
                     "named_but_absent": absent}
-        paths["label_names"].write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        write_json_atomic(paths["label_names"], document)
         return {"source": source, "segments": len(names), "named_but_absent": len(absent)}
 
     labels_record = runner.step("labels", {"labels": labels_source, "names": names_file,
                                            "ct_on_dose_grid": paths["ct_on_dose_grid"]},
                                 {"names": names_param}, [paths["labels_on_dose_grid"], paths["label_names"]], labels)
     if labels_source is None:
-        warnings.append("no label map was given: statistics are for an automatic 'body' segment only.")
+        qc_warn("no_label_map", "no label map was given: statistics are for an automatic 'body' segment only.")
     if labels_record["info"].get("named_but_absent"):
-        warnings.append(f"{labels_record['info']['named_but_absent']} named labels are absent from the label map "
+        qc_warn("named_labels_absent", f"{labels_record['info']['named_but_absent']} named labels are absent from the label map "
                         f"and are left out of the tables (listed in {paths['label_names'].relative_to(out)}).")
 
     # 7. tables and DVH -------------------------------------------------------------------------------------------
@@ -411,7 +429,7 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, progress: Progress
         on_grid = runner.read(paths["labels_on_dose_grid"])
         label_map = _only_named(label_map, names)
         tia = runner.read(paths["tia"])
-        table = steps_tables.dose_table(runner.read(paths["dose"]), label_map, runner.read(paths["ct_on_dose_grid"]),
+        table = steps_tables.dose_table(runner.read(paths["dose"]), label_map, _read_ct(runner, ct_path),
                                         names, tia, on_grid, config.segments.dx_percent, config.segments.dx_cc,
                                         config.segments.vx_gy)
         if not table.dvhs:
@@ -426,7 +444,7 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, progress: Progress
 
     runner.step("tables", {"dose": paths["dose"], "tia": paths["tia"], "labels": labels_source,
                            "labels_on_dose_grid": paths["labels_on_dose_grid"], "label_names": paths["label_names"],
-                           "activity": activity_paths, "ct_on_dose_grid": paths["ct_on_dose_grid"]},
+                           "activity": activity_paths, "ct": ct_path},
                 segment_params, table_outputs, make_tables)
 
     # 8. report and manifest ----------------------------------------------------------------------------------------
@@ -438,7 +456,8 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, progress: Progress
     timings = {name: record["elapsed_s"] for name, record in runner.records.items()}
     statuses = {name: record["status"] for name, record in runner.records.items()}
     result = PipelineResult(out_dir=out, outputs={k: str(v) for k, v in paths.items()}, segment_rows=rows,
-                            timings=timings, steps=statuses, warnings=warnings, report=paths["report"],
+                            timings=timings, steps=statuses, warnings=qc_log.messages(), qc=qc_log.to_list(),
+                            report=paths["report"],
                             manifest=paths["manifest"])
     finished = time.time()
     timings["total"] = round(finished - started, 3)

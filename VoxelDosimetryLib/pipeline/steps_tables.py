@@ -10,6 +10,7 @@ import numpy as np
 from VoxelDosimetryLib.voi import SegmentTable, plot_dvh, segment_statistics
 from VoxelDosimetryLib.voi.label_names import default_label_name
 from VoxelDosimetryLib.volume import Volume
+from VoxelDosimetryLib.io.safe_write import atomic_output
 
 BQ_S_PER_MBQ_H = 3.6e9
 
@@ -23,12 +24,14 @@ def segment_sums(concentration: Volume, labels_on_grid: Volume) -> dict[int, flo
     return {int(label): float(sums[label]) for label in np.flatnonzero(np.bincount(labels)) if label > 0}
 
 
-def dose_table(dose: Volume, labels: Volume, ct_on_grid: Volume, names: dict[int, str], tia: Volume,
+def dose_table(dose: Volume, labels: Volume, ct: Volume, names: dict[int, str], tia: Volume,
                labels_on_grid: Volume, dx_percent: Sequence[float], dx_cc: Sequence[float],
                vx_gy: Sequence[float]) -> SegmentTable:
-    """segment_statistics on the dose grid (masses from the CT on it), with each segment's TIA added as
-    `tia_mbq_h` (MBq*h) after `mass_g`."""
-    table = segment_statistics(dose, labels, ct=ct_on_grid, names=names, dx_percent=dx_percent, dx_cc=dx_cc,
+    """segment_statistics on the dose grid, with each segment's TIA added as `tia_mbq_h` (MBq*h) after `mass_g`.
+
+    `ct` is the reference CT at its own resolution: masses come from it exactly as `voxeldosimetry voi --ct`
+    computes them (physics/voxel_mass.py), so both give the same numbers."""
+    table = segment_statistics(dose, labels, ct=ct, names=names, dx_percent=dx_percent, dx_cc=dx_cc,
                                vx_gy=vx_gy)
     tia_sums = segment_sums(tia, labels_on_grid)
     rows = []
@@ -57,7 +60,7 @@ def write_segment_activity(path: Path, activities: Sequence[Volume], times_h: Se
         rows.append(row)
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = ["label", "name"] + [f"activity_{t:g}h_mbq" for t in times_h] + ["tia_mbq_h"]
-    with open(path, "w", newline="", encoding="utf-8") as fh:
+    with atomic_output(path) as staged, open(staged, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)

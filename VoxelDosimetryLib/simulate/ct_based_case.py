@@ -19,7 +19,7 @@ from scipy import ndimage
 from VoxelDosimetryLib.errors import InputFormatError
 from VoxelDosimetryLib.geometry.resample import resample_to
 from VoxelDosimetryLib.io import read_volume
-from VoxelDosimetryLib.kinetics.registration_quality import body_mask
+from VoxelDosimetryLib.physics.body_mask import body_mask
 from VoxelDosimetryLib.physics import get_nuclide
 from VoxelDosimetryLib.io.case import Case, Timepoint, write_case
 from VoxelDosimetryLib.simulate.spect import simulate_spect
@@ -140,7 +140,7 @@ def _regions(ct: Volume, labels: np.ndarray, names: dict[int, str], kinetics: Ma
         occupied = np.zeros(labels.shape, bool)
         for _, mask, _ in regions:
             occupied |= mask
-        regions.append((BACKGROUND, (body_mask(ct).array > 0) & ~occupied, kinetics[BACKGROUND]))
+        regions.append((BACKGROUND, body_mask(ct) & ~occupied, kinetics[BACKGROUND]))
     return regions, labels, notes
 
 

@@ -11,6 +11,7 @@ from VoxelDosimetryLib.errors import InputFormatError
 from VoxelDosimetryLib.voi.dvh import DVH
 from VoxelDosimetryLib.voi.label_names import default_label_name
 from VoxelDosimetryLib.voi.table import DEFAULT_DVH_SAMPLES, SegmentTable
+from VoxelDosimetryLib.io.safe_write import atomic_output
 
 _LINE_STYLES = ("-", "--", ":", "-.")
 
@@ -67,5 +68,6 @@ def plot_dvh(table_or_dvhs: Union[SegmentTable, Mapping], path: str | Path, titl
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, ncol=columns, frameon=False)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    with atomic_output(path) as staged:
+        fig.savefig(staged, format="png")
     return path

@@ -1,6 +1,7 @@
 """segment_statistics: per-segment dose statistics and DVHs on the dose grid (docs/SEGMENT_DOSE.md).
 
-Labels are resampled onto the dose grid by nearest neighbour, the CT (or a density map) linearly. Mean dose is
+Labels are resampled onto the dose grid by nearest neighbour; masses use the mean density over each dose voxel
+(physics/voxel_mass.py, the same CT-on-grid as `run` and `compare`). Mean dose is
 mass-weighted (Kim et al. 2023, Eq. 2); min/max/median/std and the DVH metrics are volume-weighted (every voxel
 of a segment has the same volume), as in SlicerRT.
 """
@@ -12,7 +13,8 @@ import numpy as np
 
 from VoxelDosimetryLib.errors import InputFormatError, UnitError
 from VoxelDosimetryLib.geometry.resample import resample_to
-from VoxelDosimetryLib.physics import hu_to_density
+from VoxelDosimetryLib.geometry.voxel_average import inside_mask
+from VoxelDosimetryLib.physics.voxel_mass import WATER_DENSITY_G_CM3, density_on_grid
 from VoxelDosimetryLib.volume import Grid, Volume
 from VoxelDosimetryLib.voi.dvh import (DVH, cumulative_dvh, dose_at_volume_ml, dose_at_volume_percent,
                                        volume_at_dose, volume_percent_at_dose)
@@ -20,7 +22,6 @@ from VoxelDosimetryLib.voi.label_names import default_label_name, label_names_fr
 from VoxelDosimetryLib.voi.table import SegmentTable, dose_suffix
 
 DEFAULT_DX_PERCENT = (2, 10, 30, 50, 70, 90, 98)
-WATER_DENSITY_G_CM3 = 1.0
 DENSITY_FROM_CT = "CT (Schneider 2000 HU->density)"
 DENSITY_FROM_VOLUME = "density volume"
 DENSITY_ASSUMED = "assumed 1.0 g/cm3 (no CT)"
@@ -71,12 +72,6 @@ def _label_counts(array: np.ndarray) -> dict[int, int]:
     return {int(v): int(c) for v, c in zip(values, counts)}
 
 
-def _inside_mask(source_grid: Grid, target_grid: Grid) -> np.ndarray:
-    """Voxels of `target_grid` whose centres fall inside `source_grid`'s image (nearest-neighbour test)."""
-    ones = Volume(np.ones(source_grid.shape, np.uint8), grid=source_grid, quantity="mask")
-    return resample_to(ones, target_grid, mode="nearest").array > 0
-
-
 def _labels_on_grid(labels: Volume, array: np.ndarray, grid: Grid) -> np.ndarray:
     if labels.grid == grid:
         return array
@@ -86,27 +81,12 @@ def _labels_on_grid(labels: Volume, array: np.ndarray, grid: Grid) -> np.ndarray
 
 def _density_on_grid(grid: Grid, ct: Volume | None, density: Volume | None) -> tuple[np.ndarray, str, np.ndarray]:
     """(density g/cm3 on `grid`, source text, mask of voxels covered by the CT/density image)."""
-    covered = np.ones(grid.shape, bool)
-    if density is not None:
-        density.require_quantity("density")
-        source, text = density.to_canonical_unit(), DENSITY_FROM_VOLUME
-    elif ct is not None:
-        ct.require_quantity("ct")
-        source, text = ct.to_canonical_unit(), DENSITY_FROM_CT
-    else:
-        return np.full(grid.shape, WATER_DENSITY_G_CM3), DENSITY_ASSUMED, covered
-    values = source.array
-    if source.grid != grid:
-        covered = _inside_mask(source.grid, grid)
-        values = resample_to(source, grid, mode="linear").array
-    values = np.asarray(values, dtype=np.float64)
-    if not np.all(np.isfinite(values)):
-        raise InputFormatError(f"The {text} holds NaN or infinite voxels; fix them before computing masses.")
-    rho = hu_to_density(values) if density is None else values.copy()
-    if rho.min() < 0:
-        raise InputFormatError(f"The density volume holds negative values (min {rho.min():g} g/cm3); fix it.")
-    rho[~covered] = WATER_DENSITY_G_CM3  # outside the CT: water, reported per segment
-    return rho, text, covered
+    source = density if density is not None else ct
+    if source is None:
+        return np.full(grid.shape, WATER_DENSITY_G_CM3), DENSITY_ASSUMED, np.ones(grid.shape, bool)
+    source.require_quantity("density" if density is not None else "ct")
+    text = DENSITY_FROM_VOLUME if density is not None else DENSITY_FROM_CT
+    return density_on_grid(source, grid).array, text, inside_mask(grid, source.grid)
 
 
 def _requested_labels(names: Mapping[int, str], present: Sequence[int]) -> list[int]:
@@ -194,7 +174,7 @@ def segment_statistics(dose: Volume, labels: Volume, ct: Volume | None = None,
     native_counts = _label_counts(label_array)
     same_grid = labels.grid == grid
     inside_counts = native_counts if same_grid else _label_counts(
-        np.where(_inside_mask(grid, labels.grid), label_array, 0))
+        np.where(inside_mask(labels.grid, grid), label_array, 0))
     on_grid = _labels_on_grid(labels, label_array, grid).reshape(-1)
     rho, density_source, covered = _density_on_grid(grid, ct, density)
     masses_all = rho.reshape(-1) * grid.voxel_volume_ml

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from VoxelDosimetryLib.voi.dvh import DVH
+from VoxelDosimetryLib.io.safe_write import atomic_output, write_text_atomic
 
 DEFAULT_DVH_SAMPLES = 200
 
@@ -62,7 +63,7 @@ class SegmentTable:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         columns = self.columns
-        with open(path, "w", newline="", encoding="utf-8") as fh:
+        with atomic_output(path) as staged, open(staged, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(columns)
             for row in self.rows:
@@ -80,7 +81,7 @@ class SegmentTable:
     def to_json(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_json_text() + "\n", encoding="utf-8")
+        write_text_atomic(path, self.to_json_text() + "\n")
         return path
 
     def dvh_dose_points(self, samples: int = DEFAULT_DVH_SAMPLES) -> np.ndarray:
@@ -103,7 +104,7 @@ class SegmentTable:
         dose_column = ("dose_rate_" if self.quantity == "dose_rate" else "dose_") + dose_suffix(self.quantity)
         points = self.dvh_dose_points(samples)
         names = self.names()
-        with open(path, "w", newline="", encoding="utf-8") as fh:
+        with atomic_output(path) as staged, open(staged, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(["label", "name", dose_column, "cumulative_volume_ml", "cumulative_volume_pct",
                              "differential_volume_ml", "differential_volume_pct"])

@@ -60,6 +60,10 @@ _UNIT_FACTORS: dict[str, tuple[str, float]] = {
     "1": ("1", 1.0), "fraction": ("1", 1.0), "%": ("1", 1e-2),
     "label": ("label", 1.0),
     "unknown": ("unknown", 1.0),
+    # settings only (times, lengths, volumes): no voxel quantity uses them
+    "s": ("s", 1.0), "min": ("s", 60.0), "h": ("s", 3600.0), "d": ("s", 86400.0),
+    "mm": ("mm", 1.0), "cm": ("mm", 10.0), "m": ("mm", 1000.0),
+    "mL": ("mL", 1.0), "ml": ("mL", 1.0), "cc": ("mL", 1.0), "cm3": ("mL", 1.0), "L": ("mL", 1000.0),
 }
 
 
