@@ -5,7 +5,6 @@ import json
 
 import pytest
 
-from VoxelDosimetryLib.dose import UnknownDoseMethodError
 from VoxelDosimetryLib.errors import InputFormatError
 from VoxelDosimetryLib.pipeline import PipelineConfig
 from VoxelDosimetryLib.simulate import build_virtual_patient
@@ -83,8 +82,96 @@ def test_invalid_settings_are_refused_naming_the_problem(change, message):
 
 
 def test_unknown_dose_method_lists_the_registered_ones():
-    with pytest.raises(UnknownDoseMethodError, match="led"):
+    with pytest.raises(InputFormatError, match="dose.method: Unknown dose method 'x'; available: .*led"):
         PipelineConfig.from_dict({"ct": "c", "timepoints": [{"time_h": 4, "spect": "a"}], "dose": {"method": "x"}})
+
+
+NUMBERS_YAML = """
+ct: ct.nrrd
+administered_activity_bq: 7.4e9
+reference_timepoint: 0e0
+calibration: {sensitivity_cps_per_mbq: 6e0, counts_duration_s: 0.5 min}
+timepoints:
+  - {time_h: 4, spect: a.nrrd}
+  - {time_h: 24, spect: b.nrrd, calibration: {acquisition_duration_s: 1.2e3}}
+  - {time_h: 4 d, spect: c.nrrd}
+registration: {kind: none, seed: 1e1}
+dose: {method: led, histories: 1e4, seed: 4.2e1}
+segments: {dx_percent: [9e1], dx_cc: [2 cc], vx_gy: [2e1, 2000 cGy]}
+truth_organ_tia_bq_s: {liver: 1e12}
+"""
+
+
+def test_numbers_in_any_notation_load_as_floats_and_ints(tmp_path):
+    """PyYAML reads 7.4e9 and 1e4 as strings (YAML 1.1); they must load as numbers, units converted."""
+    path = tmp_path / "run.yaml"
+    path.write_text(NUMBERS_YAML)
+    config = PipelineConfig.from_file(path)
+    assert config.administered_activity_bq == 7.4e9 and isinstance(config.administered_activity_bq, float)
+    assert [tp.time_h for tp in config.timepoints] == [4.0, 24.0, 96.0]
+    assert all(isinstance(tp.time_h, float) for tp in config.timepoints)
+    assert config.reference_timepoint == 0 and isinstance(config.reference_timepoint, int)
+    assert config.dose.histories == 10_000 and isinstance(config.dose.histories, int)
+    assert config.dose.seed == 42 and config.registration.seed == 10
+    assert config.calibration == {"sensitivity_cps_per_mbq": 6.0, "counts_duration_s": 30.0}
+    assert config.timepoints[1].calibration == {"acquisition_duration_s": 1200.0}
+    assert config.segments.dx_percent == [90.0] and config.segments.dx_cc == [2.0]
+    assert config.segments.vx_gy == [20.0, 20.0]
+    assert config.truth_organ_tia_bq_s == {"liver": 1e12}
+    assert PipelineConfig.from_dict(config.to_dict()).to_dict() == config.to_dict()
+    changed = config.with_changes(dose={"histories": "2e6"}, administered_activity_bq="7.4 GBq")
+    assert changed.dose.histories == 2_000_000 and changed.administered_activity_bq == 7.4e9
+
+
+def test_every_problem_is_reported_at_once():
+    data = {"ct": "ct.nrrd", "nuclide": "Lu-178x", "administered_activity_bq": "lots",
+            "timepoints": [{"time_h": 4, "spect": "a"}, {"time_h": "24 Gy", "spect": "b", "colour": "red"}],
+            "dose": {"method": "nope", "histories": "2.5e3.1", "order": "sideways"},
+            "segments": {"vx_gy": ["twenty"]}, "calibration": {"sensitivity": 6}, "extra": 1}
+    with pytest.raises(InputFormatError) as error:
+        PipelineConfig.from_dict(data)
+    message = str(error.value)
+    expected = ["Unknown key(s) ['extra'] in the pipeline config", "Unknown key(s) ['colour'] in timepoints[1]",
+                "Unknown key(s) ['sensitivity'] in calibration", "Lu-178x", "administered_activity_bq must be",
+                "timepoints[1].time_h must be a number in h; got '24 Gy'", "dose.histories must be",
+                "dose.order must be", "dose.method: Unknown dose method 'nope'", "segments.vx_gy[0] must be"]
+    for fragment in expected:
+        assert fragment in message, fragment
+    assert message.startswith(f"Invalid pipeline config, {len(expected)} problems:")
+    assert "Example: 7.4e9 or '7.4 GBq'" in message
+
+
+def test_five_different_mistakes_in_a_yaml_file_are_reported_together(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("ct: ct.nrrd\nnuclide: Xx-999\nadministered_activity_bq: true\n"
+                    "timepoints: [{time_h: 4 h, spect: a.nrrd}, {time_h: yesterday, spect: b.nrrd}]\n"
+                    "dose: {method: led, histories: 1.5}\ndose_grid: mri\n")
+    with pytest.raises(InputFormatError) as error:
+        PipelineConfig.from_file(path)
+    lines = str(error.value).splitlines()
+    assert lines[0] == "Invalid pipeline config, 5 problems:" and len(lines) == 6
+    for fragment in ["Xx-999", "administered_activity_bq", "timepoints[1].time_h", "dose.histories", "dose_grid"]:
+        assert sum(fragment in line for line in lines[1:]) == 1, fragment
+
+
+def test_cli_numeric_flags_accept_scientific_notation_and_units():
+    from VoxelDosimetryLib.cli.main import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["run", "case", "--out", "o", "--histories", "2e6", "--seed", "1e1"])
+    assert args.histories == 2_000_000 and isinstance(args.histories, int) and args.seed == 10
+    args = parser.parse_args(["dose", "--activity", "a", "--ct", "c", "--method", "mc", "--out", "d",
+                              "--histories", "1e4", "--total-activity-mbq", "7.4 GBq", "--ct-offset-hu=-1e3"])
+    assert args.histories == 10_000 and args.total_activity_mbq == 7400.0 and args.ct_offset_hu == -1000.0
+    args = parser.parse_args(["tia", "--image", "a", "--time-h", "4", "--image", "b", "--time-h", "1 d",
+                              "--out", "t", "--counts-duration-s", "2.5e1"])
+    assert args.time_h == [4.0, 24.0] and args.counts_duration_s == 25.0
+    args = parser.parse_args(["voi", "--dose", "d", "--labels", "l", "--out", "o", "--dx", "9e1",
+                              "--dx-cc", "2 cc", "--vx-gy", "2e1", "--dvh-samples", "2e2"])
+    assert args.dx == [90.0] and args.dx_cc == [2.0] and args.vx_gy == [20.0] and args.dvh_samples == 200
+    with pytest.raises(SystemExit) as usage:
+        parser.parse_args(["run", "case", "--out", "o", "--histories", "2.5"])
+    assert usage.value.code == 2
 
 
 def test_missing_files_are_all_named(tmp_path):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from VoxelDosimetryLib.io import read_volume, write_volume
+from VoxelDosimetryLib.io.safe_write import OutputPathError
 from VoxelDosimetryLib.pipeline import PipelineCancelled, PipelineConfig, run_pipeline
 from VoxelDosimetryLib.pipeline.cache import file_sha256
 from VoxelDosimetryLib.simulate import build_virtual_patient
@@ -137,8 +138,11 @@ def test_an_edited_output_is_recomputed(base_run, case_folder, tmp_path):
     out = _copy(base_run, tmp_path)
     dose = read_volume(out / "dose" / "dose.nrrd")
     write_volume(dose.with_array(dose.array * 2), out / "dose" / "dose.nrrd")
-    result = run_pipeline(PipelineConfig.from_case(case_folder), out)
-    assert result.steps["dose"] == "computed" and result.steps["time_integration"] == "reused"
+    # an output changed since the run wrote it is not replaced without force (write policy, docs/RELIABILITY.md)
+    with pytest.raises(OutputPathError, match="--force"):
+        run_pipeline(PipelineConfig.from_case(case_folder), out)
+    result = run_pipeline(PipelineConfig.from_case(case_folder), out, force=True)
+    assert result.steps["dose"] == "computed"
     assert np.allclose(read_volume(out / "dose" / "dose.nrrd").array, dose.array)
 
 

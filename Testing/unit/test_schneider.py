@@ -55,16 +55,18 @@ def test_vectorised_shape_dtype_and_input_untouched():
 
 
 def test_out_of_range_clamped_counted_and_logged(caplog):
-    with caplog.at_level(logging.INFO, logger="VoxelDosimetryLib.physics.schneider"):
+    with caplog.at_level(logging.INFO):
         rho, report = hu_to_density(np.array([-3024.0, -1024.0, 0.0, 3500.0]), return_report=True)
     assert rho[0] == rho[1] == pytest.approx(0.00121)
     assert rho[3] == pytest.approx(2.8)
     assert (report.n_below, report.n_above, report.n_out_of_range) == (2, 1, 3)
     assert report.min_value == -3024.0 and report.max_value == 3500.0
-    levels = {r.levelno for r in caplog.records}
-    assert logging.INFO in levels and logging.WARNING in levels
-    warning = [r for r in caplog.records if r.levelno == logging.WARNING][0].getMessage()
-    assert "1 of 4" in warning and "3000" in warning
+    levels = {r.levelno for r in caplog.records if r.name == "VoxelDosimetryLib.physics.schneider"}
+    assert levels == {logging.INFO}  # counts in the log; the user-facing warning is the QC one
+    warning = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [r.name for r in warning] == ["VoxelDosimetryLib.qc"]
+    assert "[ct_hu_clamped]" in warning[0].getMessage()
+    assert "1 of 4" in warning[0].getMessage() and "3000" in warning[0].getMessage()
 
 
 def test_in_range_logs_nothing(caplog):

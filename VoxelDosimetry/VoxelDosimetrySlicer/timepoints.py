@@ -3,15 +3,19 @@
 Times after injection are hours in the user interface and in the parameter node; the Lib works in
 seconds (`Timepoint.seconds_after_injection`). A timepoint's time comes from, in this order:
 the hours the user entered, else its acquisition date-time minus the injection date-time.
-Date-times are naive local times unless both carry a UTC offset; mixing the two is refused.
+Date-times are naive local times unless both carry a UTC offset; mixing the two is refused. Parsing
+(`parse_datetime`, `dicom_date_time`) and the time checks are the Lib's (VoxelDosimetryLib.io.datetime_parse and
+io.timepoints), which import with numpy and SimpleITK only, both shipped with Slicer.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import math
-import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
+
+from VoxelDosimetryLib.io.datetime_parse import dicom_date_time, parse_datetime  # noqa: F401 (module API)
+from VoxelDosimetryLib.io.timepoints import timepoint_time_problems
 
 # Parameter-node value meaning "the user did not enter hours" (the parameter node stores floats).
 HOURS_NOT_SET = -1.0
@@ -26,69 +30,6 @@ _DICOM_UNITS = {"BQML": "Bq/mL", "CNTS": "counts", "COUNTS": "counts"}
 TIME_SOURCE_ENTERED = "entered"
 TIME_SOURCE_ACQUISITION = "acquisition date-time"
 TIME_SOURCE_MISSING = "missing"
-
-_ISO_FORMATS = ("%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M",
-                "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M")
-_DICOM_DT = re.compile(r"^(\d{4})(\d{2})(\d{2})(\d{2})?(\d{2})?(\d{2})?(?:\.(\d{1,6}))?([+-]\d{4})?$")
-_DICOM_TM = re.compile(r"^(\d{2})(\d{2})?(\d{2})?(?:\.(\d{1,6}))?$")
-
-
-def parse_datetime(text: Any) -> _dt.datetime | None:
-    """A datetime from ISO 8601 ('2024-03-01T10:30[:00][+01:00]') or DICOM DT ('20240301103000[.ffffff][+0100]').
-
-    Empty or None gives None; anything else that cannot be read raises ValueError naming the accepted forms.
-    """
-    if text is None:
-        return None
-    if isinstance(text, _dt.datetime):
-        return text
-    value = str(text).strip()
-    if not value:
-        return None
-    match = _DICOM_DT.match(value.replace(" ", ""))
-    if match and "-" not in value[:8]:
-        year, month, day, hh, mm, ss, frac, offset = match.groups()
-        micro = int((frac or "0").ljust(6, "0"))
-        try:
-            result = _dt.datetime(int(year), int(month), int(day), int(hh or 0), int(mm or 0), int(ss or 0), micro)
-        except ValueError as exc:
-            raise ValueError(f"Date-time {value!r} is not a valid DICOM date-time: {exc}.") from None
-        if offset:
-            sign = 1 if offset[0] == "+" else -1
-            delta = _dt.timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5]))
-            result = result.replace(tzinfo=_dt.timezone(sign * delta))
-        return result
-    # ISO 8601, with an optional UTC offset (fromisoformat on 3.9 does not accept a trailing 'Z')
-    iso = value[:-1] + "+00:00" if value.endswith("Z") else value
-    try:
-        return _dt.datetime.fromisoformat(iso)
-    except ValueError:
-        pass
-    for fmt in _ISO_FORMATS:
-        try:
-            return _dt.datetime.strptime(value, fmt)
-        except ValueError:
-            continue
-    raise ValueError(f"Cannot read the date-time {value!r}. Use ISO 8601 such as 2024-03-01T10:30 "
-                     "(optionally with seconds and a UTC offset) or DICOM form 20240301103000.")
-
-
-def dicom_date_time(date: str | None, time: str | None) -> _dt.datetime | None:
-    """A datetime from a DICOM date (DA, 'YYYYMMDD') and time (TM, 'HHMMSS.ffffff'); None when the date is empty."""
-    date = (date or "").strip()
-    time = (time or "").strip()
-    if not date:
-        return None
-    if not re.match(r"^\d{8}$", date):
-        raise ValueError(f"DICOM date {date!r} is not in the form YYYYMMDD.")
-    if not time:
-        return parse_datetime(date)
-    match = _DICOM_TM.match(time.replace(":", ""))
-    if not match:
-        raise ValueError(f"DICOM time {time!r} is not in the form HHMMSS[.ffffff].")
-    hh, mm, ss, frac = match.groups()
-    text = f"{date}{hh}{mm or '00'}{ss or '00'}" + (f".{frac}" if frac else "")
-    return parse_datetime(text)
 
 
 def format_datetime(value: _dt.datetime | None) -> str:
@@ -201,7 +142,8 @@ def validate_inputs(ct_name: str | None, timepoints: Sequence[Timepoint], nuclid
     if not timepoints:
         problems.append("No SPECT timepoint: add at least one SPECT volume.")
     seen_nodes: dict[str, str] = {}
-    seen_hours: dict[float, str] = {}
+    known_hours: list[float] = []
+    known_labels: list[str] = []
     for index, tp in enumerate(timepoints, start=1):
         label = f"Timepoint {index} ({tp.name})" if tp.name else f"Timepoint {index}"
         if tp.node_id is None and tp.node is None and not tp.name:
@@ -218,16 +160,11 @@ def validate_inputs(ct_name: str | None, timepoints: Sequence[Timepoint], nuclid
             why = f" ({tp.note})" if tp.note else ""
             problems.append(f"{label}: time after injection is unknown{why}. Enter the hours after injection, "
                             "or its acquisition date-time and the injection date-time.")
-        elif tp.hours_after_injection <= 0:
-            problems.append(f"{label}: {tp.hours_after_injection:.2f} h after injection is not after the injection; "
-                            "check the injection and acquisition date-times.")
         else:
-            key = round(tp.hours_after_injection, 3)
-            if key in seen_hours:
-                problems.append(f"{label}: same time after injection ({tp.hours_after_injection:g} h) as "
-                                f"{seen_hours[key]}.")
-            else:
-                seen_hours[key] = label
+            known_hours.append(tp.hours_after_injection)
+            known_labels.append(label)
+    if known_hours:  # the table is sorted before dosimetry: distinct times suffice, in any order
+        problems += [f"{p}." for p in timepoint_time_problems(known_hours, known_labels, ordered=False)]
     if not nuclide:
         problems.append("No radionuclide is selected.")
     elif supported_nuclides is None:

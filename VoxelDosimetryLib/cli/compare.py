@@ -7,6 +7,8 @@ from pathlib import Path
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
+    from VoxelDosimetryLib.volume.numbers import integer_type, number_type
+
     parser = sub.add_parser(
         "compare", help="compare a test dose map with a reference (MAE%%, NRMSE, CCC, Bland-Altman, report)",
         description="Compare a test dose (or dose-rate) map with a reference map, e.g. a kernel method against "
@@ -27,12 +29,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--resample", action="store_true",
                         help="resample test (and CT, labels) onto the reference grid instead of failing on a "
                              "grid mismatch (linear; labels nearest)")
-    parser.add_argument("--threshold-fraction", type=float, default=0.01,
+    parser.add_argument("--threshold-fraction", type=number_type("1", minimum=0, maximum=1), default=0.01,
                         help="relative errors only where reference > this fraction of its maximum (default 0.01)")
     point = parser.add_mutually_exclusive_group()
-    point.add_argument("--point-lps", type=float, nargs=3, metavar=("X", "Y", "Z"),
+    point.add_argument("--point-lps", type=number_type("mm"), nargs=3, metavar=("X", "Y", "Z"),
                        help="profile point in LPS mm (default: the reference maximum)")
-    point.add_argument("--point-index", type=int, nargs=3, metavar=("I", "J", "K"),
+    point.add_argument("--point-index", type=integer_type(minimum=0, example="0"), nargs=3, metavar=("I", "J", "K"),
                        help="profile point as voxel index i (x), j (y), k (z)")
     parser.add_argument("--quantity", choices=("dose", "dose_rate"),
                         help="what the dose files hold when a file does not say (unit: --unit, default Gy or Gy/s)")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
+    from VoxelDosimetryLib.volume.numbers import integer_type, number_type
+
     parser = sub.add_parser(
         "demo", help="generate a four-timepoint Lu-177 case and run the pipeline on it",
         description="Generate the default virtual-patient case (or, with --from-ct, a case built on a real CT and "
@@ -13,7 +15,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                     "pipeline (registration, calibration, time integration, dose, segment statistics, DVH, "
                     "report) into OUT/run and print the segment dose table.")
     parser.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the generated case")
+    parser.add_argument("--seed", type=integer_type(minimum=0, example="42"), default=0,
+                        help="random seed of the generated case")
     parser.add_argument("--from-ct", metavar="CT", help="build the case on this CT (HU) instead of the phantom")
     parser.add_argument("--labels", help="with --from-ct: organ label map on the CT")
     parser.add_argument("--names", help="with --from-ct: label names (JSON {label: name}, e.g. class_map_total.json)")

@@ -7,6 +7,7 @@ import json
 
 def add_parser(sub) -> argparse.ArgumentParser:
     from VoxelDosimetryLib.dose import available_dose_methods
+    from VoxelDosimetryLib.volume.numbers import integer_type, number_type
 
     methods = ", ".join(f"{m.name} ({m.description})" for m in available_dose_methods())
     parser = sub.add_parser(
@@ -22,22 +23,26 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--method", required=True, help="dose method name (see above)")
     parser.add_argument("--out", required=True, help="output dose image")
     parser.add_argument("--uncertainty", help="output relative uncertainty image (stochastic methods)")
-    parser.add_argument("--histories", type=int, help="number of decays to simulate (Monte Carlo)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (stochastic methods)")
+    parser.add_argument("--histories", type=integer_type(positive=True),
+                        help="number of decays to simulate (Monte Carlo), e.g. 1e6")
+    parser.add_argument("--seed", type=integer_type(minimum=0, example="42"), default=0,
+                        help="random seed (stochastic methods)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--component", choices=("all", "electrons"), default="all",
                         help="LED only: deposit all emitted energy or the electrons' only")
-    parser.add_argument("--ct-offset-hu", type=float, default=0.0,
+    parser.add_argument("--ct-offset-hu", type=number_type("HU"), default=0.0,
                         help="added to the CT file's values to obtain HU (e.g. -1000 for attenuation maps stored as "
                              "HU + 1000, such as the patient15 phantom)")
-    parser.add_argument("--max-negative-fraction", type=float, default=None, metavar="F",
+    parser.add_argument("--max-negative-fraction", type=number_type("1", minimum=0, example="0.1 or '10 %'"),
+                        default=None, metavar="F",
                         help="value policy: negative source voxels are zeroed as reconstruction noise while their sum "
                              "stays below this fraction of the positive sum (default 0.1); above it the map is "
                              "refused (docs/RELIABILITY.md)")
     scale = parser.add_mutually_exclusive_group()
-    scale.add_argument("--total-activity-mbq", type=float,
-                       help="with --activity: the file holds relative activity; scale it to this total (MBq)")
-    scale.add_argument("--total-tia-mbq-h", type=float,
+    scale.add_argument("--total-activity-mbq", type=number_type("MBq", positive=True),
+                       help="with --activity: the file holds relative activity; scale it to this total (MBq, or e.g. "
+                            "'7.4 GBq')")
+    scale.add_argument("--total-tia-mbq-h", type=number_type("MBq*h", positive=True),
                        help="with --tia: the file holds relative TIA; scale it to this total (MBq*h)")
     return parser
 

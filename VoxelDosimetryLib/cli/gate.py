@@ -8,6 +8,8 @@ import os
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
+    from VoxelDosimetryLib.volume.numbers import integer_type, number_type
+
     parser = sub.add_parser(
         "gate", help="import GATE dose outputs into a case, or export a case as a GATE 10 simulation",
         description="GATE interoperability. 'import' turns DoseActor outputs (GATE 9 or 10, or this library's MC "
@@ -27,11 +29,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     imp.add_argument("--prefix", help="output set to import, e.g. 'output' for GATE 9 output-Dose.mhd or 'dose' for "
                                       "GATE 10 dose_dose.mhd (default: the only set in the folder)")
     imp.add_argument("--stats", metavar="FILE", help="statistics file (default: the *stat* .txt/.json in the folder)")
-    imp.add_argument("--histories", type=int, help="number of simulated primaries (overrides the statistics file)")
+    imp.add_argument("--histories", type=integer_type(positive=True),
+                     help="number of simulated primaries (overrides the statistics file)")
     total = imp.add_mutually_exclusive_group()
-    total.add_argument("--total-tia-bq-s", type=float, metavar="T",
+    total.add_argument("--total-tia-bq-s", type=number_type("Bq*s", positive=True), metavar="T",
                        help="total TIA of the simulated source (Bq*s): store dose in Gy")
-    total.add_argument("--total-activity-bq", type=float, metavar="A",
+    total.add_argument("--total-activity-bq", type=number_type("Bq", positive=True), metavar="A",
                        help="total activity of the simulated source (Bq): store dose rate in Gy/s")
     imp.add_argument("--align-to-ct", action="store_true",
                      help="adopt the CT grid when the MC grid has the CT's shape and spacing but another origin")
@@ -47,12 +50,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
     exp.add_argument("--activity", help="source image: activity (Bq/mL, Bq) or TIA (Bq*s/mL, Bq*s)")
     exp.add_argument("--out", required=True, metavar="DIR", help="export folder")
     exp.add_argument("--nuclide", help="radionuclide (default: the case's, else Lu-177)")
-    exp.add_argument("--histories", type=int, default=1_000_000, help="decays to simulate (default 1e6)")
-    exp.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    exp.add_argument("--threads", type=int, default=1, help="opengate threads written to simulation.json")
+    exp.add_argument("--histories", type=integer_type(positive=True), default=1_000_000,
+                     help="decays to simulate (default 1e6)")
+    exp.add_argument("--seed", type=integer_type(minimum=0, example="42"), default=1, help="random seed (default 1)")
+    exp.add_argument("--threads", type=integer_type(positive=True, example="4"), default=1,
+                     help="opengate threads written to simulation.json")
     exp.add_argument("--physics-list", default="G4EmStandardPhysics_option4", help="Geant4 physics list")
-    exp.add_argument("--cut-mm", type=float, default=0.1, help="production cut in the patient (mm, default 0.1)")
-    exp.add_argument("--density-tolerance", type=float, default=0.05,
+    exp.add_argument("--cut-mm", type=number_type("mm", positive=True), default=0.1,
+                     help="production cut in the patient (mm, default 0.1)")
+    exp.add_argument("--density-tolerance", type=number_type("g/cm3", positive=True), default=0.05,
                      help="Schneider media density tolerance (g/cm3, default 0.05 -> 74 media)")
     exp.add_argument("--materials", choices=("media_table", "schneider_tables"), default="media_table",
                      help="declare VoxelDosimetry's media (default) or let opengate split the Schneider tables")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
+    from VoxelDosimetryLib.volume.numbers import integer_type, number_type
+
     parser = sub.add_parser(
         "register", help="register a timepoint's CT to the reference CT and move its SPECT along",
         description="Register MOVING CT onto FIXED (reference) CT with mutual information (rigid by default), write "
@@ -27,7 +29,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         help="registration engine (elastix needs `pip install itk-elastix`)")
     parser.add_argument("--initializer", choices=("auto", "geometry", "moments", "identity"), default="auto",
                         help="starting alignment (default auto: the best of the three by the coarse metric)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the metric's random sampling (default 0)")
+    parser.add_argument("--seed", type=integer_type(minimum=0, example="42"), default=0,
+                        help="seed of the metric's random sampling (default 0)")
     parser.add_argument("--report", help="also write the quality report JSON to this file")
     parser.add_argument("--spect-quantity", choices=("activity_concentration", "activity", "counts"),
                         help="state what --moving-spect holds when its file does not say")

@@ -10,6 +10,8 @@ TABLE_COLUMNS = ("label", "name", "status", "volume_ml", "mass_g", "tia_mbq_h", 
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
+    from VoxelDosimetryLib.volume.numbers import integer_type, number_type
+
     parser = sub.add_parser(
         "run", help="run the whole pipeline on a case folder or a YAML/JSON config",
         description="Registration of each timepoint's CT to the reference CT, SPECT calibration (counts -> Bq/mL), "
@@ -28,8 +30,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     override.add_argument("--dose-order", choices=("tia_then_dose", "dose_rate_then_integrate"))
     override.add_argument("--dose-grid", choices=("spect", "ct"))
     override.add_argument("--registration", choices=("rigid", "affine", "bspline", "none"))
-    override.add_argument("--histories", type=int, help="decays to simulate (Monte Carlo)")
-    override.add_argument("--seed", type=int, help="random seed of the dose method")
+    override.add_argument("--histories", type=integer_type(positive=True), help="decays to simulate (Monte Carlo)")
+    override.add_argument("--seed", type=integer_type(minimum=0, example="42"), help="random seed of the dose method")
     override.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     return parser
 

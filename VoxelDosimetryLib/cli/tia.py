@@ -7,6 +7,7 @@ import json
 
 def add_parser(sub) -> argparse.ArgumentParser:
     from VoxelDosimetryLib.kinetics.tia import MODELS
+    from VoxelDosimetryLib.volume.numbers import integer_type, number_type
 
     models = "; ".join(f"{name}: {text}" for name, text in MODELS.items())
     parser = sub.add_parser(
@@ -18,8 +19,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                     f"register). Models: {models}.")
     parser.add_argument("--image", action="append", required=True, metavar="FILE",
                         help="image of one timepoint; repeat once per timepoint, in time order")
-    parser.add_argument("--time-h", action="append", type=float, required=True, metavar="H",
-                        help="hours after injection of the matching --image (same order)")
+    parser.add_argument("--time-h", action="append", type=number_type("h", positive=True), required=True, metavar="H",
+                        help="hours after injection of the matching --image (same order), e.g. 24, 2.4e1 or '1 d'")
     parser.add_argument("--nuclide", default="Lu-177", help="radionuclide (default Lu-177)")
     parser.add_argument("--model", default="trapezoid", choices=list(MODELS), help="time-integration model")
     parser.add_argument("--out", required=True, help="output TIA (or dose) image")
@@ -28,20 +29,22 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         help="what the images hold when the files do not say")
     parser.add_argument("--unit", help="unit of the images' values when the files do not say (e.g. kBq/mL)")
     cal = parser.add_argument_group("calibration of counts images (docs/CALIBRATION.md)")
-    cal.add_argument("--sensitivity-cps-per-mbq", type=float, metavar="S",
+    cal.add_argument("--sensitivity-cps-per-mbq", type=number_type(positive=True, example="6.0"), metavar="S",
                      help="system sensitivity in counts per second per MBq")
-    cal.add_argument("--counts-duration-s", type=float, metavar="D",
+    cal.add_argument("--counts-duration-s", type=number_type("s", positive=True), metavar="D",
                      help="seconds the counts refer to: one projection view's duration for per-view reconstructions, "
                           "the total acquisition time for summed counts (default: DICOM ActualFrameDuration)")
-    cal.add_argument("--acquisition-duration-s", type=float, metavar="T",
+    cal.add_argument("--acquisition-duration-s", type=number_type("s", positive=True), metavar="T",
                      help="total acquisition time for --decay-correct-acquisition (default: from DICOM)")
     cal.add_argument("--decay-correct-acquisition", action="store_true",
                      help="correct for decay during the acquisition (factor lambda*T/(1-exp(-lambda*T)))")
     opt = parser.add_argument_group("model options")
-    opt.add_argument("--tail-points", type=int, help="trapezoid_fit_tail: points used for the tail fit (default 2)")
-    opt.add_argument("--effective-half-life-h", type=float,
+    opt.add_argument("--tail-points", type=integer_type(positive=True, example="3"),
+                     help="trapezoid_fit_tail: points used for the tail fit (default 2)")
+    opt.add_argument("--effective-half-life-h", type=number_type("h", positive=True),
                      help="hanscheid: known effective half-life (h) instead of the 2t/ln2 approximation")
-    opt.add_argument("--max-negative-fraction", type=float, default=None, metavar="F",
+    opt.add_argument("--max-negative-fraction", type=number_type("1", minimum=0, example="0.1 or '10 %'"),
+                     default=None, metavar="F",
                      help="value policy (docs/RELIABILITY.md): negative voxels are zeroed as noise while their sum "
                           "stays below this fraction of the positive sum (default 0.1); above it the image is refused")
     opt.add_argument("--negative-values", choices=("zero", "error"), default="zero",

@@ -7,6 +7,7 @@ import argparse
 def add_parser(sub) -> argparse.ArgumentParser:
     from VoxelDosimetryLib.voi import DEFAULT_DX_PERCENT
     from VoxelDosimetryLib.voi.table import DEFAULT_DVH_SAMPLES
+    from VoxelDosimetryLib.volume.numbers import integer_type, number_type
 
     parser = sub.add_parser(
         "voi", help="segment dose statistics and dose-volume histograms",
@@ -29,12 +30,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--dvh", metavar="CSV", help="write the cumulative and differential DVHs (long format CSV)")
     parser.add_argument("--plot", metavar="PNG", help="write a cumulative DVH plot")
     parser.add_argument("--title", help="plot title")
-    parser.add_argument("--dvh-samples", type=int, default=DEFAULT_DVH_SAMPLES,
+    parser.add_argument("--dvh-samples", type=integer_type(positive=True, example="200"), default=DEFAULT_DVH_SAMPLES,
                         help=f"dose steps of the DVH CSV and plot (default {DEFAULT_DVH_SAMPLES})")
-    parser.add_argument("--dx", type=float, nargs="+", default=list(DEFAULT_DX_PERCENT), metavar="X",
+    parser.add_argument("--dx", type=number_type(example="90"), nargs="+", default=list(DEFAULT_DX_PERCENT),
+                        metavar="X",
                         help="D_x%% values (default: %(default)s)")
-    parser.add_argument("--dx-cc", type=float, nargs="+", default=[], metavar="ML", help="D_x cc volumes (mL)")
-    parser.add_argument("--vx-gy", type=float, nargs="+", default=[], metavar="DOSE",
+    parser.add_argument("--dx-cc", type=number_type("mL", positive=True), nargs="+", default=[], metavar="ML",
+                        help="D_x cc volumes (mL)")
+    parser.add_argument("--vx-gy", type=number_type(minimum=0, example="20"), nargs="+", default=[], metavar="DOSE",
                         help="V_x doses, in Gy (or Gy/s for a dose-rate image)")
     return parser
 

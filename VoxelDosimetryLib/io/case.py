@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 from VoxelDosimetryLib.errors import InputFormatError
+from VoxelDosimetryLib.io.datetime_parse import parse_datetime
+from VoxelDosimetryLib.io.timepoints import timepoint_time_problems
 from VoxelDosimetryLib.io.volume_io import read_volume, write_volume
 from VoxelDosimetryLib.volume import Volume
 from VoxelDosimetryLib.volume.numbers import collect_number
@@ -65,19 +66,16 @@ class Case:
         problems = list(self._problems)
         if not isinstance(self.nuclide, str) or not self.nuclide.strip():
             problems.append(f"nuclide must be a name such as 'Lu-177'; got {self.nuclide!r}")
-        if not self.timepoints:
-            problems.append("no timepoints are listed")
         times = [tp.time_h for tp in self.timepoints]
-        if all(isinstance(t, float) for t in times):
-            if any(t <= 0 for t in times):
-                problems.append(f"timepoint times must be > 0 h after injection; got {times}")
-            if times != sorted(times) or len(set(times)) != len(times):
-                problems.append(f"timepoint times must be strictly increasing; got {times}")
-        if self.injection_datetime:
+        if all(isinstance(t, float) for t in times):  # numbers that did not parse are already in _problems
+            problems += timepoint_time_problems(times, labels=[f"timepoints[{i}].time_h" for i in range(len(times))])
+        for name, value in [("injection_datetime", self.injection_datetime)] + [
+                (f"timepoints[{i}].acquisition_datetime", tp.acquisition_datetime)
+                for i, tp in enumerate(self.timepoints)]:
             try:
-                datetime.fromisoformat(self.injection_datetime)
-            except ValueError:
-                problems.append(f"injection_datetime {self.injection_datetime!r} is not ISO 8601 (YYYY-MM-DDTHH:MM:SS)")
+                parse_datetime(value, name)
+            except InputFormatError as exc:
+                problems.append(str(exc).rstrip("."))
         if self.folder is not None:
             files = [self.ct] + [tp.spect for tp in self.timepoints]
             files += [f for f in [self.labels, self.tia] + [tp.activity_true for tp in self.timepoints] if f]

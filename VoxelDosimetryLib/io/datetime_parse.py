@@ -157,7 +157,8 @@ def parse_dt(value: Any) -> tuple[_dt.datetime | None, str | None]:
         if value.tzinfo is None or offset is None:
             return value, None
         minutes = int(offset.total_seconds() // 60)
-        return value.replace(tzinfo=None), f"{'+' if minutes >= 0 else '-'}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d}"
+        sign = "+" if minutes >= 0 else "-"
+        return value.replace(tzinfo=None), f"{sign}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d}"
     try:
         parts = _dicom_dt(_text(value))
     except ValueError:

@@ -6,12 +6,12 @@ NM projection files are refused with an explanation (they must be reconstructed 
 from __future__ import annotations
 
 import os
-import zipfile
 from pathlib import Path
 
 from VoxelDosimetryLib.errors import InputFormatError
 from VoxelDosimetryLib.io.dicom_ct import read_ct_from_collection, read_dicom_ct_series, write_dicom_ct_series
-from VoxelDosimetryLib.io.dicom_files import DicomCollection, SeriesInfo, describe_series, read_header, select_series
+from VoxelDosimetryLib.io.dicom_files import (DicomCollection, SeriesInfo, describe_series, is_single_file,
+                                             select_series, single_file_header)
 from VoxelDosimetryLib.io.dicom_nm import (NMMetadata, image_kind, projection_error, read_dicom_spect,
                                           read_nm_metadata, read_nm_projections, read_spect_from_collection)
 from VoxelDosimetryLib.io.dicom_values import get_float, get_str
@@ -47,10 +47,8 @@ def read_dicom(path: str | os.PathLike, series_uid: str | None = None) -> Volume
     InputFormatError: reconstruct them first (SlicerSPECTRecon, PyTomography).
     """
     path = Path(path)
-    if path.is_file() and not zipfile.is_zipfile(path):
-        header = read_header(str(path))
-        if header is None:
-            raise InputFormatError(f"{path} is not a DICOM file (no DICOM header could be read).")
+    if is_single_file(path):
+        header = single_file_header(path)
         kind = _classify(header)
         if kind == "ct":
             return read_dicom_ct_series(path, series_uid)
@@ -60,6 +58,7 @@ def read_dicom(path: str | os.PathLike, series_uid: str | None = None) -> Volume
             raise projection_error(str(path), kind[3:])
         raise _unsupported(path, get_str(header, "Modality"))
     with DicomCollection(path) as collection:
+        collection.check_usable("image volume (CT, NM or PT)")
         groups = collection.series()
 
         def is_volume(sources) -> bool:

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from VoxelDosimetryLib.errors import InputFormatError, UnitError
-from VoxelDosimetryLib.io.dicom_files import (DicomCollection, DicomSource, describe_series, read_header,
-                                             select_series)
+from VoxelDosimetryLib.io.dicom_files import (DicomCollection, DicomSource, describe_series, is_single_file,
+                                             select_series, single_file_header)
 from VoxelDosimetryLib.io.dicom_slices import DEFAULT_SPACING_TOLERANCE_MM, SliceStack, pixel_array, stack_geometry
 from VoxelDosimetryLib.io.datetime_parse import combine_date_time, parse_dt
 from VoxelDosimetryLib.io.dicom_values import get_float, get_str, get_value, import_pydicom, iso
@@ -55,11 +54,9 @@ def read_dicom_ct_series(path: str | os.PathLike, series_uid: str | None = None,
     (outside the reconstruction circle) keep their rescaled value unless `padding_value_hu` is given.
     """
     path = Path(path)
-    single_file = path.is_file() and not zipfile.is_zipfile(path)
+    single_file = is_single_file(path)
     if single_file:
-        header = read_header(str(path))
-        if header is None:
-            raise InputFormatError(f"{path} is not a DICOM file.")
+        header = single_file_header(path)
         series_uid = series_uid or str(get_value(header, "SeriesInstanceUID", ""))
     with DicomCollection(path.parent if single_file else path) as collection:
         return read_ct_from_collection(collection, path, series_uid, spacing_tolerance_mm=spacing_tolerance_mm,
@@ -70,6 +67,7 @@ def read_ct_from_collection(collection: DicomCollection, path: Any, series_uid: 
                             spacing_tolerance_mm: float = DEFAULT_SPACING_TOLERANCE_MM,
                             padding_value_hu: float | None = None) -> Volume:
     """read_dicom_ct_series on an already scanned DicomCollection (`path` names the input in messages)."""
+    collection.check_usable("CT")
     groups = collection.series()
     uid, sources = select_series(groups, series_uid, path, _is_ct, "CT")
     if not _is_ct(sources):
@@ -80,7 +78,7 @@ def read_ct_from_collection(collection: DicomCollection, path: Any, series_uid: 
         raise InputFormatError(f"Series {uid} is an Enhanced (multi-frame) CT with {frames} frames, which this "
                                "reader does not handle. Export it as classic single-frame CT Image Storage or "
                                "convert it to NRRD/NIfTI (e.g. with Slicer or dcm2niix) first.")
-    stack = stack_geometry(sources, spacing_tolerance_mm, what=f"CT series {uid}")
+    stack = stack_geometry(sources, spacing_tolerance_mm, what=f"CT series {uid} in {path}")
     slopes = np.array([get_float(s.header, "RescaleSlope") or 1.0 for s in stack.sources])
     intercepts = np.array([get_float(s.header, "RescaleIntercept") or 0.0 for s in stack.sources])
     notes = list(stack.notes)
@@ -89,7 +87,7 @@ def read_ct_from_collection(collection: DicomCollection, path: Any, series_uid: 
     # int16 when every rescaled value is an integer in range (checked slice by slice), else int32/float32
     integral = all(_is_integral(v) for v in np.concatenate([slopes, intercepts]))
     dtype = np.int16 if integral else np.float32
-    array = np.empty(stack.grid.shape, dtype=dtype)
+    array = None  # allocated once the first slice has shown that Rows x Columns are real
     padding = get_float(stack.sources[0].header, "PixelPaddingValue")
     padding_limit = get_float(stack.sources[0].header, "PixelPaddingRangeLimit")
     padded = 0
@@ -99,6 +97,8 @@ def read_ct_from_collection(collection: DicomCollection, path: Any, series_uid: 
         stored = pixel_array(ds, src.name)
         if stored.shape != (rows, cols):
             raise InputFormatError(f"{src.name} holds pixels of shape {stored.shape}, expected ({rows}, {cols}).")
+        if array is None:
+            array = np.empty(stack.grid.shape, dtype=dtype)
         if integral:
             values = stored.astype(np.int64) * int(round(slopes[k])) + int(round(intercepts[k]))
         else:

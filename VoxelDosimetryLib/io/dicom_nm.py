@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import os
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from VoxelDosimetryLib.errors import InputFormatError, MissingMetadataError
-from VoxelDosimetryLib.io.dicom_files import DicomCollection, DicomSource, read_header, select_series
+from VoxelDosimetryLib.io.dicom_files import (DicomCollection, DicomSource, is_single_file, select_series,
+                                             single_file_header)
 from VoxelDosimetryLib.io.dicom_slices import DEFAULT_SPACING_TOLERANCE_MM, pixel_array, stack_geometry
 from VoxelDosimetryLib.io.datetime_parse import combine_date_time, parse_da, parse_dt, parse_tm
 from VoxelDosimetryLib.io.dicom_values import get_float, get_floats, get_str, get_value, is_blank, iso
@@ -676,12 +676,11 @@ def projection_error(name: str, kind: str) -> InputFormatError:
 def read_nm_metadata(path: str | os.PathLike, series_uid: str | None = None) -> NMMetadata:
     """NMMetadata of an NM/PT file, or of the NM/PT series in a folder or .zip (its first slice)."""
     path = Path(path)
-    if path.is_file() and not zipfile.is_zipfile(path):
-        header = read_header(str(path))
-        if header is None:
-            raise InputFormatError(f"{path} is not a DICOM file.")
+    if is_single_file(path):
+        header = single_file_header(path)
         return nm_metadata_from_dataset(header, str(path))
     with DicomCollection(path) as collection:
+        collection.check_usable("NM/PT")
         uid, sources = select_series(collection.series(), series_uid, path, _is_nm_or_pt, "NM/PT")
         if len(sources) > 1:
             stack = stack_geometry(sources, what=f"series {uid}")
@@ -716,10 +715,8 @@ def read_dicom_spect(path: str | os.PathLike, series_uid: str | None = None, *,
     Raises InputFormatError for projections (reconstruct them first).
     """
     path = Path(path)
-    if path.is_file() and not zipfile.is_zipfile(path):
-        header = read_header(str(path))
-        if header is None:
-            raise InputFormatError(f"{path} is not a DICOM file.")
+    if is_single_file(path):
+        header = single_file_header(path)
         if int(get_float(header, "NumberOfFrames") or 1) > 1 or (
                 get_str(header, "Modality") == "NM" and image_kind(header) != "reconstruction"):
             return _read_multiframe(DicomSource(str(path), header, path=path), default_quantity)
@@ -736,6 +733,7 @@ def read_spect_from_collection(collection: DicomCollection, path: Any, series_ui
                                default_quantity: str | None = None,
                                spacing_tolerance_mm: float = DEFAULT_SPACING_TOLERANCE_MM) -> Volume:
     """read_dicom_spect on an already scanned DicomCollection (`path` names the input in messages)."""
+    collection.check_usable("reconstructed NM/PT")
     groups = collection.series()
     if series_uid is None and not any(_is_volume_series(s) for s in groups.values()):
         projections = [s for s in groups.values() if _is_projection_series(s)]
@@ -813,22 +811,31 @@ def _read_multiframe(src: DicomSource, default_quantity: str | None) -> Volume:
         values = values[::-1]
         notes.append(f"SpacingBetweenSlices is negative ({spacing_z:g} mm): frames run against row x column; "
                      "they were reversed so the volume is right-handed")
-    grid = Grid(values.shape, (float(ps[1]), float(ps[0]), abs(spacing_z)), tuple(origin),
-                np.column_stack([row, col, normal]))
+    try:
+        grid = Grid(values.shape, (float(ps[1]), float(ps[0]), abs(spacing_z)), tuple(origin),
+                    np.column_stack([row, col, normal]))
+    except InputFormatError as exc:
+        raise InputFormatError(f"{src.name} has unusable geometry: {exc} Fix PixelSpacing / ImageOrientationPatient "
+                               "or re-export the reconstruction.") from None
     meta = dataclasses.replace(meta, notes=notes)
     return _make_volume(values, grid, mapping, meta, src.name)
 
 
 def _read_stack(sources: list[DicomSource], path: str, uid: str, default_quantity: str | None,
                 spacing_tolerance_mm: float) -> Volume:
-    stack = stack_geometry(sources, spacing_tolerance_mm, what=f"series {uid}")
+    stack = stack_geometry(sources, spacing_tolerance_mm, what=f"series {uid} in {path}")
     meta = _stacked_metadata(stack.sources, path)
     notes = list(meta.notes) + list(stack.notes)
-    values = np.empty(stack.grid.shape, dtype=np.float64)
+    values = None  # allocated once the first slice has shown that Rows x Columns are real
     mappings = []
     for k, src in enumerate(stack.sources):
         ds = src.read()
         stored = pixel_array(ds, src.name)
+        if stored.shape != stack.grid.shape[1:]:
+            raise InputFormatError(f"{src.name} holds pixels of shape {stored.shape}, expected "
+                                   f"{stack.grid.shape[1:]}.")
+        if values is None:
+            values = np.empty(stack.grid.shape, dtype=np.float64)
         mapping, map_notes = value_mapping(ds, default_quantity)
         for n in map_notes:
             if n not in notes:
@@ -884,13 +891,12 @@ def read_nm_projections(path: str | os.PathLike, series_uid: str | None = None) 
     times RescaleSlope when a slope other than 1 is present). Rows and columns are as stored in DICOM.
     """
     path = Path(path)
-    if path.is_file() and not zipfile.is_zipfile(path):
-        header = read_header(str(path))
-        if header is None:
-            raise InputFormatError(f"{path} is not a DICOM file.")
+    if is_single_file(path):
+        header = single_file_header(path)
         src = DicomSource(str(path), header, path=path)
         return _read_projection_source(src)
     with DicomCollection(path) as collection:
+        collection.check_usable("NM projection")
         _, sources = select_series(collection.series(), series_uid, path, _is_projection_series, "NM projection")
         if len(sources) != 1:
             raise InputFormatError(f"The NM projection series in {path} has {len(sources)} files; expected one "

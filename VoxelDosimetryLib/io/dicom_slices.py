@@ -9,6 +9,7 @@ import numpy as np
 from VoxelDosimetryLib.errors import InputFormatError, MissingMetadataError
 from VoxelDosimetryLib.io.dicom_files import DicomSource
 from VoxelDosimetryLib.io.dicom_values import get_float, get_floats, get_value
+from VoxelDosimetryLib.io.read_guard import check_voxel_count
 from VoxelDosimetryLib.volume.volume import Grid
 
 DEFAULT_SPACING_TOLERANCE_MM = 0.01
@@ -32,6 +33,11 @@ def _orientation(header: Any, name: str) -> np.ndarray:
                                    "placed in patient space. Re-export the series from the scanner/PACS with "
                                    "geometry tags.")
     return iop
+
+
+def _base(name: str) -> str:
+    """The file name without its folders (or zip path)."""
+    return name.replace("\\", "/").replace("!", "/").rsplit("/", 1)[-1]
 
 
 def stack_geometry(sources: Sequence[DicomSource], spacing_tolerance_mm: float = DEFAULT_SPACING_TOLERANCE_MM,
@@ -100,7 +106,8 @@ def stack_geometry(sources: Sequence[DicomSource], spacing_tolerance_mm: float =
         if irregularity > spacing_tolerance_mm:
             bad = np.nonzero(deviation > spacing_tolerance_mm)[0]
             examples = "; ".join(
-                f"{steps[k]:.3f} mm between {proj[k]:.3f} and {proj[k + 1]:.3f} mm"
+                f"{steps[k]:.3f} mm between {proj[k]:.3f} and {proj[k + 1]:.3f} mm ({_base(sorted_sources[k].name)} "
+                f"and {_base(sorted_sources[k + 1].name)})"
                 + (f" (~{round(steps[k] / median) - 1} missing slice(s))" if steps[k] > 1.5 * median else "")
                 for k in bad[:5])
             raise InputFormatError(
@@ -124,9 +131,13 @@ def stack_geometry(sources: Sequence[DicomSource], spacing_tolerance_mm: float =
             notes.append(f"SliceThickness {thickness} mm differs from the slice spacing {dz:.4f} mm "
                          "(overlapping or gapped slices); the spacing from positions is used")
     direction = np.column_stack([row, col, normal])
-    grid = Grid((n, int(get_float(sorted_sources[0].header, "Rows")), int(get_float(sorted_sources[0].header,
-                                                                                     "Columns"))),
-                (col_spacing, row_spacing, dz), tuple(positions[0]), direction)
+    shape = (n, int(get_float(sorted_sources[0].header, "Rows")), int(get_float(sorted_sources[0].header, "Columns")))
+    check_voxel_count(f"{sorted_sources[0].name} ({what})", shape, "series (slices, rows, columns)")
+    try:
+        grid = Grid(shape, (col_spacing, row_spacing, dz), tuple(positions[0]), direction)
+    except InputFormatError as exc:
+        raise InputFormatError(f"The {what} ({sorted_sources[0].name}) has unusable geometry: {exc} Fix PixelSpacing "
+                               "/ ImagePositionPatient or re-export the series.") from None
     return SliceStack(sorted_sources, grid, irregularity, notes)
 
 
@@ -134,12 +145,39 @@ def stack_geometry(sources: Sequence[DicomSource], spacing_tolerance_mm: float =
 # pixel data
 # ----------------------------------------------------------------------------------------------------------
 
+_PIXEL_ELEMENTS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+def _expected_pixel_bytes(ds: Any) -> int | None:
+    """Bytes of uncompressed PixelData that Rows, Columns, frames, samples and BitsAllocated call for."""
+    ts = get_value(getattr(ds, "file_meta", None), "TransferSyntaxUID")
+    if ts is None or getattr(ts, "is_compressed", True) or "PixelData" not in ds:
+        return None
+    dims = [get_float(ds, k) for k in ("Rows", "Columns", "BitsAllocated")]
+    if any(v is None or v <= 0 for v in dims):
+        return None
+    frames = int(get_float(ds, "NumberOfFrames") or 1)
+    samples = int(get_float(ds, "SamplesPerPixel") or 1)
+    return (int(dims[0]) * int(dims[1]) * frames * samples * int(dims[2]) + 7) // 8
+
+
 def pixel_array(ds: Any, name: str) -> np.ndarray:
-    """Stored pixel values (no rescale) as a numpy array; a clear error when the codec is missing."""
+    """Stored pixel values (no rescale) as a numpy array; a clear error for missing, truncated or undecodable data."""
+    if not any(k in ds for k in _PIXEL_ELEMENTS):
+        raise InputFormatError(f"{name} has no pixel data (no PixelData element): it is not an image, or its pixels "
+                               "were stripped. Remove it from the series or re-export the series.")
+    expected = _expected_pixel_bytes(ds)
+    if expected is not None and len(ds.PixelData) < expected:
+        raise InputFormatError(
+            f"{name}: its pixel data hold {len(ds.PixelData)} bytes but Rows x Columns x frames x BitsAllocated call "
+            f"for {expected}: the file is truncated or damaged. Re-copy or re-export it.")
     try:
         return np.asarray(ds.pixel_array)
     except Exception as exc:
         ts = get_value(getattr(ds, "file_meta", None), "TransferSyntaxUID", "unknown")
+        if expected is not None:  # uncompressed data that still fail: damaged, no codec can help
+            raise InputFormatError(f"Cannot read the pixel data of {name} (transfer syntax {ts}): {exc}. The file "
+                                   "is damaged; re-copy or re-export it.") from exc
         raise InputFormatError(
             f"Cannot decode the pixel data of {name} (transfer syntax {ts}): {exc}. Install a decoder for it "
             "(pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg, or python-gdcm), or decompress the files "

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from VoxelDosimetryLib.errors import InputFormatError
+from VoxelDosimetryLib.io.read_guard import check_geometry, check_voxel_count, reading
 from VoxelDosimetryLib.io.sidecar import (array_for_writing, check_sidecar_writable, label_volume, read_sidecar,
                                           reconcile_grid, restore_dtype, write_sidecar)
 from VoxelDosimetryLib.volume.volume import Grid, Volume
@@ -47,6 +48,7 @@ _PATIENT_AXES = {"L": (1.0, 0.0, 0.0), "R": (-1.0, 0.0, 0.0), "P": (0.0, 1.0, 0.
 _GEOMETRY_KEYS = ("voxeldosimetry origin (mm lps)", "voxeldosimetry column direction (lps)",
                   "voxeldosimetry row direction (lps)", "voxeldosimetry slice direction (lps)")
 _FORMATS_OUT = {"u": "unsigned integer", "i": "signed integer"}
+MAX_HEADER_BYTES = 1 << 20  # an Interfile header is a few kB of text
 
 
 # ---------------------------------------------------------------------------------------- header
@@ -71,9 +73,14 @@ def parse_interfile_header(path: str | Path) -> dict:
     """Header keys (normalised: lower case, no '!', single spaces, ' [n]') -> first value (str)."""
     path = Path(path)
     try:
-        text = path.read_bytes().decode("latin-1")
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_HEADER_BYTES + 1)
     except OSError as exc:
         raise InputFormatError(f"Cannot read the Interfile header {path}: {exc}") from None
+    if len(raw) > MAX_HEADER_BYTES:
+        raise InputFormatError(f"{path} is larger than {MAX_HEADER_BYTES} bytes, so it is not an Interfile text "
+                               "header (is it the data file?). Give the .h33/.hdr header.")
+    text = raw.decode("latin-1")
     if "\x00" in text[:4096]:
         raise InputFormatError(f"{path} is binary, not an Interfile text header (an Analyze .hdr? Convert it to "
                                "NIfTI first).")
@@ -104,6 +111,8 @@ def _number(keys: dict, key: str, path: Path, kind: type = float) -> float:
         number = float(value)
     except ValueError:
         raise InputFormatError(f"{path}: the Interfile key '{key}' should be a number, got {value!r}.") from None
+    if not np.isfinite(number):
+        raise InputFormatError(f"{path}: the Interfile key '{key}' should be a finite number, got {value!r}.")
     if kind is int:
         if number != int(number):
             raise InputFormatError(f"{path}: the Interfile key '{key}' should be an integer, got {value!r}.")
@@ -285,18 +294,21 @@ def read_interfile(path: str | Path, quantity: str | None = None, unit: str | No
     nz = _slice_count(keys, path)
     if min(nx, ny, nz) < 1:
         raise InputFormatError(f"{path}: matrix size {nx} x {ny} x {nz} has an empty axis.")
+    count = check_voxel_count(path, (nx, ny, nz), "Interfile matrix")
     dtype = _dtype(keys, path, notes)
     sx = _number(keys, "scaling factor (mm/pixel) [1]", path)
     sy = _number(keys, "scaling factor (mm/pixel) [2]", path)
     sz, sz_from = _slice_spacing(keys, path, sx, slice_thickness_unit, notes)
+    check_geometry(path, (sx, sy, sz))
     if keys.get("data offset in bytes"):
         offset = _number(keys, "data offset in bytes", path, int)
     elif keys.get("data starting block"):
         offset = 2048 * _number(keys, "data starting block", path, int)
     else:
         offset = 0
+    if offset < 0:
+        raise InputFormatError(f"{path}: the data offset {offset} bytes is negative; fix 'data offset in bytes'.")
     data_path = _data_path(keys, path)
-    count = nx * ny * nz
     expected = offset + count * dtype.itemsize
     actual = data_path.stat().st_size
     if actual != expected:
@@ -304,7 +316,8 @@ def read_interfile(path: str | Path, quantity: str | None = None, unit: str | No
             f"{data_path} holds {actual} bytes but the header {path.name} describes {expected} "
             f"({nx} x {ny} x {nz} voxels x {dtype.itemsize} bytes + offset {offset}). Check 'matrix size', "
             "'number of slices', 'number of bytes per pixel' and 'data offset in bytes'.")
-    array = np.fromfile(data_path, dtype=dtype, count=count, offset=offset).reshape(nz, ny, nx)
+    with reading(data_path, "Interfile data"):
+        array = np.fromfile(data_path, dtype=dtype, count=count, offset=offset).reshape(nz, ny, nx)
     if not array.dtype.isnative:
         array = array.astype(array.dtype.newbyteorder("="))
     array = _rescale(array, keys, path, notes)

@@ -86,9 +86,13 @@ def _geometry(header: dict, path: Path, notes: list) -> tuple[np.ndarray, np.nda
         raise InputFormatError(f"{path}: space units {list(units)} are not millimetres; only mm is supported.")
     if "space directions" in header:
         dirs = np.asarray(header["space directions"], dtype=float)
-        if dirs.shape != (3, 3) or not np.all(np.isfinite(dirs)):
+        if dirs.shape != (3, 3) or (np.any(np.isnan(dirs).all(axis=1)) if dirs.ndim == 2 else False):
             raise InputFormatError(f"{path}: 'space directions' must give three spatial axes, got "
-                                   f"{header['space directions']!r} (vector or time axes are not volumes).")
+                                   f"{np.asarray(header['space directions']).tolist()} (vector or time axes are not "
+                                   "volumes).")
+        if not np.all(np.isfinite(dirs)):
+            raise InputFormatError(f"{path}: 'space directions' {dirs.tolist()} hold non-finite values; the header is "
+                                   "damaged. Fix it or re-export the image.")
         dirs = dirs * flips[None, :]
     elif "spacings" in header:
         spacings = np.asarray(header["spacings"], dtype=float)
@@ -102,7 +106,8 @@ def _geometry(header: dict, path: Path, notes: list) -> tuple[np.ndarray, np.nda
     if "space origin" in header:
         origin = np.asarray(header["space origin"], dtype=float).reshape(-1)
         if origin.shape != (3,) or not np.all(np.isfinite(origin)):
-            raise InputFormatError(f"{path}: 'space origin' must be three numbers, got {header['space origin']!r}.")
+            raise InputFormatError(f"{path}: 'space origin' must be three finite numbers, got "
+                                   f"{np.asarray(header['space origin']).tolist()}; the header is damaged.")
         origin = origin * flips
     else:
         origin = np.zeros(3)

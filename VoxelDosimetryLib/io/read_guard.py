@@ -111,10 +111,10 @@ def check_data_size(path: str | Path, data_path: str | Path, offset: int, needed
                                "fold): the header is damaged or the data truncated. Re-copy or re-export it.")
 
 
-def check_geometry(path: str | Path, spacing: Sequence[float], origin: Sequence[float] | None = None,
+def check_geometry(path: str | Path, spacing: Sequence[float] | None, origin: Sequence[float] | None = None,
                    direction: Any = None) -> None:
-    """Positive finite spacing, finite origin, finite non-singular direction; errors name `path`."""
-    sp = np.asarray(spacing, dtype=float).reshape(-1)
+    """Positive finite spacing, finite origin, finite non-singular direction (each when given); errors name `path`."""
+    sp = np.asarray([] if spacing is None else spacing, dtype=float).reshape(-1)
     if not np.all(np.isfinite(sp)) or np.any(sp <= 0):
         raise InputFormatError(f"{path}: voxel spacing {sp.tolist()} mm must be finite and positive; the header is "
                                "damaged. Fix the spacing in the header or re-export the image.")
@@ -150,7 +150,7 @@ def _inflated_pieces(fh: BinaryIO, codec: str, limit: int, path: str | Path) -> 
     expands beyond `limit` bytes (memory stays bounded by `limit` whatever the stream holds)."""
     decomp = _decompressor(codec)
     produced = 0
-    with reading(path, f"{codec}-compressed"):
+    with reading(path, f"{codec} data"):
         while not decomp.eof:
             data = fh.read(CHUNK_BYTES)
             if not data:

@@ -145,8 +145,16 @@ def made_by(path: str | Path) -> str | None:
         entry = _ledger(path.parent).get(path.name)
         if isinstance(entry, dict):  # a folder written as a whole (a DICOM series)
             return entry.get("command")
-        owners = {entry.get("command") for ledger in path.rglob(LEDGER_NAME)
-                  for entry in _ledger(ledger.parent).values() if isinstance(entry, dict)}
+        owners = set()
+        for ledger in path.rglob(LEDGER_NAME):
+            for name, entry in _ledger(ledger.parent).items():
+                target = ledger.parent / name
+                if not isinstance(entry, dict):
+                    continue
+                if target.is_file() and "size" in entry and {k: entry.get(k) for k in ("size", "mtime_ns")} \
+                        != _stamp(target):
+                    return None  # a file in the folder changed since its command wrote it
+                owners.add(entry.get("command"))
         return owners.pop() if len(owners) == 1 else None
     entry = _ledger(path.parent).get(path.name)
     if not isinstance(entry, dict):

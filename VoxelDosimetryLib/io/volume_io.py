@@ -11,6 +11,10 @@ folder, ``.zip``, ``.dcm``     DICOM (VoxelDosimetryLib.io.dicom); writing: a fo
 
 Explicit quantity/unit arguments override what the file says; a file that states no unit gives quantity
 'unknown' and metadata["source"]["unit_stated"] = False (never guessed silently).
+
+Damaged input (empty, truncated, corrupt, absurd or inconsistent headers) raises InputFormatError naming the
+file and the problem; headers are checked before voxel memory is allocated (io/read_guard.py states the size
+rule). Anything unexpected that a third-party reader raises is turned into an InputFormatError here too.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from VoxelDosimetryLib.io.interfile_io import is_interfile_header, read_interfil
 from VoxelDosimetryLib.io.metaimage_io import read_metaimage, write_metaimage
 from VoxelDosimetryLib.io.nifti_io import read_nifti, write_nifti
 from VoxelDosimetryLib.io.nrrd_io import read_nrrd, write_nrrd
+from VoxelDosimetryLib.io.read_guard import reading
 from VoxelDosimetryLib.io.safe_write import atomic_output
 from VoxelDosimetryLib.io.sidecar import check_sidecar_writable, relabel
 from VoxelDosimetryLib.volume.volume import Volume
@@ -34,6 +39,8 @@ _FORMAT_BY_EXTENSION = (
 )
 SUPPORTED_EXTENSIONS = tuple(ext for ext, _ in _FORMAT_BY_EXTENSION)
 FORMATS = ("nrrd", "nifti", "metaimage", "interfile", "dicom")
+_FORMAT_NAMES = {"nrrd": "NRRD", "nifti": "NIfTI", "metaimage": "MetaImage", "interfile": "Interfile",
+                 "dicom": "DICOM"}
 
 _READERS = {"nrrd": read_nrrd, "nifti": read_nifti, "metaimage": read_metaimage, "interfile": read_interfile}
 _WRITERS = {"nrrd": write_nrrd, "nifti": write_nifti, "metaimage": write_metaimage, "interfile": write_interfile}
@@ -80,6 +87,9 @@ def read_volume(path: str | Path, quantity: str | None = None, unit: str | None 
     path = Path(path)
     if not path.exists():
         raise InputFormatError(f"No such file or folder: {path}. Check the path.")
+    if path.is_file() and path.stat().st_size == 0:
+        raise InputFormatError(f"{path} is empty (0 bytes): the copy, download or export that made it failed. "
+                               "Re-copy or re-export it.")
     if path.is_dir():
         fmt = "dicom"
     else:
@@ -96,10 +106,13 @@ def read_volume(path: str | Path, quantity: str | None = None, unit: str | None 
         from VoxelDosimetryLib.io.dicom import read_dicom  # lazy: optional heavy dependency (pydicom)
 
         _check_options(read_dicom, options, fmt)
-        return relabel(read_dicom(path, **options), quantity=quantity, unit=unit)
+        with reading(path, _FORMAT_NAMES[fmt]):  # last line of defence: every failure names the file
+            volume = read_dicom(path, **options)
+        return relabel(volume, quantity=quantity, unit=unit)
     reader = _READERS[fmt]
     _check_options(reader, options, fmt)
-    return reader(path, quantity=quantity, unit=unit, **options)
+    with reading(path, _FORMAT_NAMES[fmt]):
+        return reader(path, quantity=quantity, unit=unit, **options)
 
 
 def write_volume(volume: Volume, path: str | Path, format: str | None = None, **options: Any) -> Path:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from VoxelDosimetryLib.errors import InputFormatError, MissingMetadataError, UnitError, UnknownNuclideError
+from VoxelDosimetryLib.io.datetime_parse import parse_datetime
 from VoxelDosimetryLib.physics.nuclides import canonical_nuclide_name, get_nuclide
 from VoxelDosimetryLib.volume.volume import Volume
 
@@ -41,18 +42,6 @@ _ELEMENT_SYMBOLS = {
     "indium": "In", "fluorine": "F", "holmium": "Ho", "rhenium": "Re", "samarium": "Sm", "actinium": "Ac",
     "radium": "Ra", "thallium": "Tl", "copper": "Cu", "zirconium": "Zr", "lead": "Pb", "bismuth": "Bi",
 }
-
-
-def _parse_datetime(value: Any, name: str) -> _dt.datetime | None:
-    if value is None or isinstance(value, _dt.datetime):
-        return value
-    if isinstance(value, str):
-        try:
-            return _dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise InputFormatError(f"{name}={value!r} is not an ISO date-time; write it as "
-                                   "'2024-05-01T10:30:00'.") from exc
-    raise InputFormatError(f"{name} must be a datetime or an ISO date-time string; got {type(value).__name__}.")
 
 
 def nuclide_from_dicom(text: str | None) -> str | None:
@@ -116,8 +105,8 @@ class SpectCalibration:
                     "acquisition_duration_s", "acquisition_start", "reference_time", "nuclide")
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "acquisition_start", _parse_datetime(self.acquisition_start, "acquisition_start"))
-        object.__setattr__(self, "reference_time", _parse_datetime(self.reference_time, "reference_time"))
+        object.__setattr__(self, "acquisition_start", parse_datetime(self.acquisition_start, "acquisition_start"))
+        object.__setattr__(self, "reference_time", parse_datetime(self.reference_time, "reference_time"))
         if self.nuclide is not None:
             object.__setattr__(self, "nuclide", canonical_nuclide_name(self.nuclide))
         for name in ("sensitivity_cps_per_mbq", "counts_duration_s", "acquisition_duration_s"):
@@ -283,11 +272,11 @@ def _values_from_nm(nm: dict) -> tuple[dict, dict, list[str]]:
                          f"{float(frame):g} s (camera motion between views not included)")
     start = nm.get("acquisition_datetime")
     if start:
-        values["acquisition_start"] = _parse_datetime(start, "acquisition_datetime")
+        values["acquisition_start"] = parse_datetime(start, "acquisition_datetime")
         source["acquisition_start"] = "dicom"
     injection = nm.get("radiopharmaceutical_start_datetime")
     if injection:
-        values["injection_time"] = _parse_datetime(injection, "radiopharmaceutical_start_datetime")
+        values["injection_time"] = parse_datetime(injection, "radiopharmaceutical_start_datetime")
     nuclide = nuclide_from_dicom(nm.get("radionuclide"))
     if nuclide is not None:
         values["nuclide"] = nuclide

@@ -20,6 +20,7 @@ from VoxelDosimetryLib.errors import InputFormatError, UnitError, VoxelDosimetry
 from VoxelDosimetryLib.geometry.resample import resample_to
 from VoxelDosimetryLib.kinetics.registration_quality import body_dice, displacement_stats, rotation_angle_deg
 from VoxelDosimetryLib.physics.body_mask import body_mask_volume
+from VoxelDosimetryLib.physics.plausibility import check_ct_plausible
 from VoxelDosimetryLib.volume import Grid, Volume, get_quantity, to_sitk
 from VoxelDosimetryLib.io.safe_write import atomic_output
 
@@ -140,6 +141,7 @@ def _require_ct(volume: Volume, role: str) -> Volume:
                                "the CTs and apply the transform to the SPECT with apply_to_spect.")
     if not np.all(np.isfinite(volume.array)):
         raise InputFormatError(f"The {role} CT holds NaN or infinite voxels; replace them (e.g. with -1000 HU).")
+    check_ct_plausible(volume, f"the {role} CT")  # QC warning when it looks like an activity map
     return volume.to_canonical_unit()
 
 

@@ -2,7 +2,8 @@
 
 `fit_tac(times_s, activity_bq, nuclide)` fits sums of exponentials (every decay constant >= the physical one)
 by bounded least squares (scipy, several starts), integrates each fit from 0 to infinity, and selects the model
-with the lowest AICc (or AIC). Models with as many parameters as points (or more) are rejected.
+with the lowest AICc (or AIC). Models with as many parameters as points (or more) are rejected. A curve falling
+slower than physical decay, or implausible times, give QC warnings (kinetics/qc_checks.py).
 
 AIC = n ln(SSE/n) + 2K and AICc = AIC + 2K(K+1)/(n-K-1), with K = fitted parameters + 1 (the residual
 variance) - Burnham & Anderson, Model Selection and Multimodel Inference (2nd ed., 2002), §2.2 and §2.4;
@@ -18,6 +19,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from VoxelDosimetryLib.errors import InputFormatError
+from VoxelDosimetryLib.kinetics.qc_checks import check_scan_times, check_tac_clearance
 from VoxelDosimetryLib.kinetics.timepoint_checks import check_times
 from VoxelDosimetryLib.physics.nuclides import get_nuclide
 
@@ -213,6 +215,8 @@ def fit_tac(times_s: Sequence[float], activity_bq: Sequence[float], nuclide: str
     if unknown or not models:
         raise InputFormatError(f"Unknown TAC model(s) {unknown}; choose from {list(MODELS)}.")
     nuc = get_nuclide(nuclide)
+    check_scan_times(times, nuc.name)  # QC warnings only
+    check_tac_clearance(times, y, nuc.name)
     n = times.size
     t_last, y_scale = float(times[-1]), float(y.max())
     tau, yn = times / t_last, y / y_scale

@@ -4,7 +4,8 @@
 (timepoint_checks), run a model from tia_models chunk by chunk over the voxels (bounded memory), never output
 NaN/inf, and return a TIAResult with the integral Volume, an info dict (model, fall-back voxel counts, tail
 fraction, totals) and fitted parameter maps. MODELS lists the model names with short descriptions (the CLI and
-the Slicer panel read it). See docs/TIME_INTEGRATION.md.
+the Slicer panel read it). QC warnings (kinetics/qc_checks.py, physics/plausibility.py): implausible scan times,
+images that look like a CT, voxel fits slower than physical decay. See docs/TIME_INTEGRATION.md.
 """
 from __future__ import annotations
 
@@ -17,9 +18,12 @@ import numpy as np
 
 from VoxelDosimetryLib.errors import InputFormatError
 from VoxelDosimetryLib.kinetics import tia_models
+from VoxelDosimetryLib.kinetics.qc_checks import SLOWER_THAN_PHYSICAL, check_scan_times, check_voxel_clearance
 from VoxelDosimetryLib.kinetics.timepoint_checks import (INTEGRAL_QUANTITY, check_point_count, check_times,
-                                                         check_timepoint_images, negative_summary)
+                                                         check_timepoint_images, describe_timepoint,
+                                                         negative_summary)
 from VoxelDosimetryLib.physics.nuclides import get_nuclide
+from VoxelDosimetryLib.physics.plausibility import check_activity_plausible
 from VoxelDosimetryLib.volume.units import get_quantity
 from VoxelDosimetryLib.volume.volume import Volume
 
@@ -122,6 +126,7 @@ def _integrate(images: Sequence[Volume], times_s: Sequence[float], nuclide: str,
     images = list(images)
     times = check_times(times_s, len(images))
     nuc = get_nuclide(nuclide)
+    check_scan_times(times, nuc.name)  # QC warnings only
     lam = nuc.decay_constant_per_s
     model_options = _check_options(model, options, len(times), nuc.half_life_s)
     chunk = int(options.get("chunk_voxels") or DEFAULT_CHUNK_VOXELS)
@@ -130,6 +135,8 @@ def _integrate(images: Sequence[Volume], times_s: Sequence[float], nuclide: str,
     keep_parameters = bool(options.get("keep_parameters", True))
     progress = options.get("progress")
     volumes = check_timepoint_images(images, times, quantities)
+    for i, volume in enumerate(volumes):
+        check_activity_plausible(volume, f"the image of {describe_timepoint(i, times[i])}")  # QC warning only
     volumes, negatives = negative_summary(volumes, times, options.get("negative_policy") or "zero",
                                           options.get("max_negative_fraction"))
 
@@ -139,7 +146,7 @@ def _integrate(images: Sequence[Volume], times_s: Sequence[float], nuclide: str,
     result = np.empty(n, dtype=np.float32)
     parameters: dict[str, np.ndarray] = {}
     fallback: dict[str, int] = {}
-    totals = {"tia": 0.0, "tail": 0.0, "zero_voxels": 0, "nonfinite": 0}
+    totals = {"tia": 0.0, "tail": 0.0, "zero_voxels": 0, "nonfinite": 0, "clamped_tia": 0.0}
     for begin in range(0, n, chunk):
         end = min(begin + chunk, n)
         block = np.stack([f[begin:end] for f in flat]).astype(np.float64)
@@ -158,6 +165,8 @@ def _integrate(images: Sequence[Volume], times_s: Sequence[float], nuclide: str,
         totals["zero_voxels"] += int(np.count_nonzero(block.max(axis=0) <= 0))
         for reason, mask in out.fallback.items():
             fallback[reason] = fallback.get(reason, 0) + int(np.count_nonzero(mask))
+            if reason in SLOWER_THAN_PHYSICAL:
+                totals["clamped_tia"] += float(out.tia[mask].sum())
         if keep_parameters:
             for name, values in out.parameters.items():
                 target = parameters.setdefault(name, np.zeros(n, dtype=np.float32))
@@ -165,6 +174,7 @@ def _integrate(images: Sequence[Volume], times_s: Sequence[float], nuclide: str,
         if progress is not None:
             progress(end / n, f"{model}: {end}/{n} voxels")
 
+    check_voxel_clearance(model, fallback, totals["clamped_tia"], totals["tia"], n - totals["zero_voxels"], nuc.name)
     first = volumes[0]
     out_quantity = INTEGRAL_QUANTITY[first.quantity]
     out_unit = get_quantity(out_quantity).unit

@@ -11,6 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from VoxelDosimetryLib.errors import GridMismatchError, InputFormatError, UnitError
+from VoxelDosimetryLib.io.timepoints import check_timepoint_times
 from VoxelDosimetryLib.volume.source_values import checked_source
 from VoxelDosimetryLib.volume.volume import Volume
 
@@ -26,37 +27,15 @@ def describe_timepoint(index: int, time_s: float | None = None) -> str:
 
 
 def check_times(times_s: Sequence[float], n_images: int | None = None) -> np.ndarray:
-    """Times after injection (s) as a float64 array: finite, > 0, strictly increasing, one per image."""
+    """Times after injection (s) as a float64 array: finite, > 0, strictly increasing, one per image.
+
+    The rules and messages are io.timepoints.check_timepoint_times (the one timepoint check), in hours.
+    """
     try:
         times = np.array(times_s, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError) as exc:
         raise InputFormatError(f"Times must be numbers in seconds after injection; got {times_s!r}.") from exc
-    if n_images is not None and times.size != n_images:
-        raise InputFormatError(f"{n_images} image(s) but {times.size} time(s): give exactly one time after "
-                               "injection per image, in the same order.")
-    if times.size == 0:
-        raise InputFormatError("No timepoints given: time integration needs at least one image and its time.")
-    bad = np.nonzero(~np.isfinite(times))[0]
-    if bad.size:
-        raise InputFormatError(f"The time of {describe_timepoint(int(bad[0]))} is {times[bad[0]]}: times must be "
-                               "finite numbers of seconds after injection.")
-    bad = np.nonzero(times <= 0)[0]
-    if bad.size:
-        raise InputFormatError(f"The time of {describe_timepoint(int(bad[0]))} is {times[bad[0]]:g} s: times are "
-                               "counted from the injection and must be > 0 (an image at the injection itself "
-                               "cannot be integrated; give the time after injection).")
-    steps = np.diff(times)
-    same = np.nonzero(steps == 0)[0]
-    if same.size:
-        i = int(same[0])
-        raise InputFormatError(f"{describe_timepoint(i)} and {describe_timepoint(i + 1)} have the same time "
-                               f"({times[i] / 3600.0:g} h): each timepoint needs its own time; drop or merge "
-                               "the duplicate.")
-    back = np.nonzero(steps < 0)[0]
-    if back.size:
-        i = int(back[0])
-        raise InputFormatError(f"Times must increase: {describe_timepoint(i + 1, times[i + 1])} comes after "
-                               f"{describe_timepoint(i, times[i])}. Give the images in time order.")
+    check_timepoint_times(times / 3600.0, n_images=n_images)
     return times
 
 

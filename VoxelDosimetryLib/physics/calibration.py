@@ -177,8 +177,9 @@ def _check_point(h: float, d: float, prev_h: float | None, prev_d: float | None,
 def ct_to_density(ct_volume: Volume, curve: HUDensityCurve | None = None) -> Volume:
     """Mass density volume (quantity 'density', g/cm3, float32) from a CT volume in HU.
 
-    `curve` defaults to Schneider 2000. QC warnings: `ct_looks_like_activity`, `ct_hu_clamped`. The output metadata records the curve name and how many voxels were
+    `curve` defaults to Schneider 2000. The output metadata records the curve name and how many voxels were
     outside the curve's HU range ('hu_below_range_voxels', 'hu_above_range_voxels'). The input is not modified.
+    QC warnings: `ct_looks_like_activity` (physics/plausibility.py), `ct_hu_clamped` (physics/schneider.py).
     """
     if not isinstance(ct_volume, Volume):
         raise TypeError(f"ct_to_density needs a Volume; got {type(ct_volume).__name__}.")

@@ -4,10 +4,10 @@ The tables live in `physics/data/schneider2000_densities.csv` and `schneider2000
 opengate/data/Schneider2000{Densities,Materials}Table.txt; see docs/PHYSICS_DATA.md).
 
 Out-of-range policy (no silent clipping): values outside the table are clamped to the table ends, counted, and
-logged through the `logging` module. HU below the lowest node are routine (air at -1024 HU, scanner padding at
--3024 HU) and are logged at INFO; HU above the highest node (metal, contrast, reconstruction artefacts) are
-logged at WARNING and reported as the QC warning `ct_hu_clamped` because the curve is not extrapolated.
-Non-finite HU raise InputFormatError.
+logged through the `logging` module at INFO. HU below the lowest node are routine (air at -1024 HU, scanner
+padding at -3024 HU); HU above the highest node (metal, contrast, reconstruction artefacts) get the end density
+because the curve is not extrapolated, and the HU->density conversion reports them as the QC warning
+`ct_hu_clamped` (VoxelDosimetryLib.qc). Non-finite HU raise InputFormatError.
 Call with `return_report=True` to get the counts as an HURangeReport.
 """
 from __future__ import annotations
@@ -63,14 +63,15 @@ def range_report(values: np.ndarray, low: float, high: float, *, high_inclusive:
 
 
 def log_range_report(report: HURangeReport, what: str) -> None:
-    """Log clamped values: below-range at INFO (air/padding is routine), above-range at WARNING."""
+    """Log clamped values at INFO. The user-facing warning for densities above the table is the QC warning
+    `ct_hu_clamped` (warn_hu_clamped); composition bins above the table are metal anyway."""
     if report.n_below:
         logger.info("%s: %d of %d values below the table start %.6g (lowest %.6g) were clamped to it.", what,
                     report.n_below, report.n_values, report.low, report.min_value)
     if report.n_above:
-        logger.warning("%s: %d of %d values beyond the table end %.6g (highest %.6g) were clamped to it; the table "
-                       "is not extrapolated (metal or artefacts?).", what, report.n_above, report.n_values,
-                       report.high, report.max_value)
+        logger.info("%s: %d of %d values beyond the table end %.6g (highest %.6g) were clamped to it; the table "
+                    "is not extrapolated (metal or artefacts?).", what, report.n_above, report.n_values,
+                    report.high, report.max_value)
 
 
 def check_finite(values: np.ndarray, what: str) -> np.ndarray:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from VoxelDosimetryLib.errors import InputFormatError, UnknownNuclideError
+from VoxelDosimetryLib.io.timepoints import timepoint_time_problems
 from VoxelDosimetryLib.volume.numbers import collect_number
 
 REGISTRATION_KINDS = ("rigid", "affine", "bspline", "none")
@@ -305,8 +306,8 @@ class PipelineConfig:
         times = [tp.time_h for tp in self.timepoints]
         if not self.timepoints:
             problems.append("no timepoints are listed; give timepoints: [{time_h: 24, spect: FILE}, ...]")
-        elif all(isinstance(t, float) for t in times) and (times != sorted(times) or len(set(times)) != n):
-            problems.append(f"timepoint times must be strictly increasing; got {times}")
+        elif all(isinstance(t, float) for t in times):  # numbers that did not parse are already reported
+            problems += timepoint_time_problems(times, labels=[f"timepoints[{i}].time_h" for i in range(n)])
         ref = self.reference_timepoint
         if isinstance(ref, int) and self.timepoints:
             if not ref < n:
@@ -369,7 +370,7 @@ def _timepoint(entry, index: int, problems: list) -> TimepointInput | None:
         problems.append(f"{where} must be a mapping with time_h and spect; got {entry!r}")
         return None
     if entry.time_h is not None:
-        entry.time_h = collect_number(entry.time_h, problems, name=f"{where}.time_h", unit="h", positive=True)
+        entry.time_h = collect_number(entry.time_h, problems, name=f"{where}.time_h", unit="h")  # > 0: io.timepoints
     if entry.calibration is not None and not isinstance(entry.calibration, dict):
         problems.append(f"{where}.calibration must be a mapping; got {entry.calibration!r}")
         entry.calibration = {}

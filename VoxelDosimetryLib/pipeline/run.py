@@ -88,8 +88,9 @@ class _Runner:
         return self._volumes[key]
 
     def write(self, volume: Volume, path: Path) -> Path:
+        """Write `volume`; later steps read what the file holds, so a resumed run computes from the same values."""
         written = write_volume(volume, path)
-        self._volumes[f"{Path(path).resolve()}|None"] = volume
+        self._volumes.pop(f"{Path(path).resolve()}|None", None)
         return written
 
     def step(self, name: str, inputs: dict[str, Any], params: dict, outputs: list[Path],

@@ -22,6 +22,7 @@ from VoxelDosimetryLib.io import read_volume
 from VoxelDosimetryLib.physics.body_mask import body_mask
 from VoxelDosimetryLib.physics import get_nuclide
 from VoxelDosimetryLib.io.case import Case, Timepoint, write_case
+from VoxelDosimetryLib.io.timepoints import check_timepoint_times
 from VoxelDosimetryLib.simulate.spect import simulate_spect
 from VoxelDosimetryLib.simulate.virtual_patient import OrganKinetics
 from VoxelDosimetryLib.volume import Grid, Volume
@@ -163,9 +164,7 @@ def build_case_from_ct(ct: PathOrVolume, labels: PathOrVolume, names, out_folder
         raise InputFormatError(f"spect_unit must be 'Bq/mL' or 'counts'; got {spect_unit!r}.")
     if not spect_voxel_mm > 0 or spect_fwhm_mm < 0 or not administered_activity_bq > 0:
         raise InputFormatError("spect_voxel_mm and administered_activity_bq must be > 0 and spect_fwhm_mm >= 0.")
-    times = [float(t) for t in times_h]
-    if not times or any(t <= 0 for t in times) or times != sorted(set(times)):
-        raise InputFormatError(f"times_h must be > 0 and strictly increasing; got {list(times_h)}.")
+    times = check_timepoint_times(times_h)
     ct = _ct(ct)
     label_volume = _labels(labels, ct)
     names = _names(names)

@@ -19,6 +19,7 @@ from VoxelDosimetryLib.volume import Grid, Volume
 from VoxelDosimetryLib.voi.dvh import (DVH, cumulative_dvh, dose_at_volume_ml, dose_at_volume_percent,
                                        volume_at_dose, volume_percent_at_dose)
 from VoxelDosimetryLib.voi.label_names import default_label_name, label_names_from_metadata, normalise_names
+from VoxelDosimetryLib.voi.segment_checks import DEFAULT_SPECT_FWHM_MM, segment_qc
 from VoxelDosimetryLib.voi.table import SegmentTable, dose_suffix
 
 DEFAULT_DX_PERCENT = (2, 10, 30, 50, 70, 90, 98)
@@ -155,13 +156,16 @@ def _check_parameters(dx_percent, dx_cc, vx_gy) -> tuple[tuple, tuple, tuple]:
 def segment_statistics(dose: Volume, labels: Volume, ct: Volume | None = None,
                        names: Mapping[int, str] | None = None,
                        dx_percent: Sequence[float] = DEFAULT_DX_PERCENT, dx_cc: Sequence[float] = (),
-                       vx_gy: Sequence[float] = (), density: Volume | None = None) -> SegmentTable:
+                       vx_gy: Sequence[float] = (), density: Volume | None = None,
+                       spect_fwhm_mm: float | None = DEFAULT_SPECT_FWHM_MM) -> SegmentTable:
     """Per-segment statistics of a dose (Gy) or dose-rate (Gy/s) map; one row per label value (0 excluded).
 
     ct: CT in HU for voxel masses (Schneider 2000 density); density: a density map (g/cm3) used instead; with
     neither, 1.0 g/cm3. names: {label: name}, completing the names the label volume carries (Slicer segment
     fields); other labels are called label_<n>. Labels named but absent get status 'empty'. dx_percent: D_x%
     values (%), dx_cc: D_x cc volumes (mL), vx_gy: V_x doses (in the dose unit, Gy or Gy/s).
+    QC warnings on the segments (voi/segment_checks.py); spect_fwhm_mm: SPECT resolution for the partial-volume
+    check (None skips it).
     """
     dose = _checked_dose(dose)
     dx_percent, dx_cc, vx_gy = _check_parameters(dx_percent, dx_cc, vx_gy)
@@ -216,6 +220,8 @@ def segment_statistics(dose: Volume, labels: Volume, ct: Volume | None = None,
         row["density_source"] = density_source
         row["note"] = "; ".join(notes)
         rows.append(row)
+    segment_qc(rows, on_grid, grid, ct if density is None else None, density_source != DENSITY_ASSUMED,
+               spect_fwhm_mm)
 
     metadata = {
         "dose": {"quantity": dose.quantity, "unit": dose.unit, "grid": grid.to_dict()},

@@ -139,7 +139,7 @@ def _split(text: str, invalid: Callable[[str], _Invalid]) -> tuple[Decimal, str 
             raise invalid("NaN and infinity are not allowed")
         raise invalid("not a number")
     rest = cleaned[match.end():].strip()
-    if rest[:1] in (",", "."):
+    if rest[:1] == ",":
         raise invalid("write the decimal mark as '.', without thousands separators")
     try:
         number = Decimal(match.group().replace("_", ""))
