@@ -53,14 +53,14 @@ def _read_ct(path: str, offset_hu: float):
 
     from VoxelDosimetryLib.io import read_volume
 
-    if offset_hu == 0.0:
-        return read_volume(path, quantity="ct")
     raw = read_volume(path)
     if raw.quantity not in ("unknown", "ct"):
         from VoxelDosimetryLib.errors import UnitError
 
-        raise UnitError(f"{path} holds {raw.quantity} ({raw.unit}), not CT numbers; --ct-offset-hu applies to CT "
-                        "or unlabelled attenuation images only.")
+        raise UnitError(f"{path} holds {raw.quantity} ({raw.unit}), not CT numbers: give the CT (HU) as --ct "
+                        "(--ct-offset-hu applies to CT or unlabelled attenuation images only).")
+    if offset_hu == 0.0:
+        return raw if raw.quantity == "ct" else raw.replace(quantity="ct", unit="HU")
     return raw.with_array(raw.array.astype(np.float32) + np.float32(offset_hu), quantity="ct", unit="HU")
 
 

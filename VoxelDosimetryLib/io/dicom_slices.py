@@ -151,7 +151,11 @@ _PIXEL_ELEMENTS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 def _expected_pixel_bytes(ds: Any) -> int | None:
     """Bytes of uncompressed PixelData that Rows, Columns, frames, samples and BitsAllocated call for."""
     ts = get_value(getattr(ds, "file_meta", None), "TransferSyntaxUID")
-    if ts is None or getattr(ts, "is_compressed", True) or "PixelData" not in ds:
+    try:
+        compressed = ts is None or bool(ts.is_compressed)
+    except (AttributeError, ValueError):  # not a known transfer syntax
+        compressed = True
+    if compressed or "PixelData" not in ds:
         return None
     dims = [get_float(ds, k) for k in ("Rows", "Columns", "BitsAllocated")]
     if any(v is None or v <= 0 for v in dims):

@@ -12,7 +12,7 @@ import numpy as np
 
 from VoxelDosimetryLib.errors import GridMismatchError, InputFormatError, UnitError
 from VoxelDosimetryLib.io.timepoints import check_timepoint_times
-from VoxelDosimetryLib.volume.source_values import checked_source
+from VoxelDosimetryLib.volume.source_values import checked_source, require_finite
 from VoxelDosimetryLib.volume.volume import Volume
 
 # input quantity -> quantity of its time integral
@@ -81,11 +81,7 @@ def check_timepoint_images(images: Sequence[Volume], times_s: np.ndarray,
                                     "or VoxelDosimetryLib.geometry.resample_to(image, reference, mode='activity')).")
         check_not_decay_corrected(image, where)
         image = image.to_canonical_unit()
-        if image.array.dtype.kind == "f":
-            bad = int(np.count_nonzero(~np.isfinite(image.array)))
-            if bad:
-                raise InputFormatError(f"The image of {where} holds {bad} NaN/inf voxel(s). Replace them (e.g. by 0 "
-                                       "outside the reconstructed field of view) before time integration.")
+        require_finite(image, f"The image of {where}")  # the shared value policy: count and first voxel
         out.append(image)
     return out
 

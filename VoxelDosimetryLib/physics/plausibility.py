@@ -52,12 +52,10 @@ def check_ct_plausible(ct: Volume, name: str = "the CT") -> bool:
     Flagged: no voxel below -500 HU (no air, no lung) and either >= 99 % of voxels >= 0 or a histogram skewed like
     a hot-spot map (skewness > 5).
     """
-    hu = _values(ct.to_canonical_unit().array)
-    if hu.size == 0:
-        return True
-    n_air = int(np.count_nonzero(hu < AIR_TISSUE_THRESHOLD_HU))
-    if n_air:
-        return True
+    stored = np.asarray(ct.to_canonical_unit().array)
+    if stored.size == 0 or np.count_nonzero(stored < AIR_TISSUE_THRESHOLD_HU):
+        return True  # air or lung present: a CT (the usual case, decided without copying the array)
+    hu = _values(stored)
     non_negative = float(np.count_nonzero(hu >= 0)) / hu.size
     skew = skewness(hu)
     if non_negative < NON_NEGATIVE_FRACTION and skew <= ACTIVITY_SKEWNESS:
@@ -79,14 +77,17 @@ def check_activity_plausible(volume: Volume, name: str = "the activity map") -> 
     Flagged: >= 10 % of the stored values are <= -500 (air in HU) and the negative values add up to >= 50 % of
     the positive ones. The stored numbers are tested, whatever unit the file claims.
     """
-    v = _values(volume.array)
-    if v.size == 0:
+    stored = np.asarray(volume.array)
+    if stored.size == 0:
         return True
-    air = float(np.count_nonzero(v <= AIR_TISSUE_THRESHOLD_HU)) / v.size
+    air = float(np.count_nonzero(stored <= AIR_TISSUE_THRESHOLD_HU)) / stored.size
+    if air < CT_AIR_FRACTION:
+        return True  # the usual case, decided without copying the array
+    v = _values(stored)
     positive = float(v[v > 0].sum())
     negative = float(-v[v < 0].sum())
     ratio = negative / positive if positive > 0 else (float("inf") if negative > 0 else 0.0)
-    if air < CT_AIR_FRACTION or ratio < CT_NEGATIVE_TO_POSITIVE:
+    if ratio < CT_NEGATIVE_TO_POSITIVE:
         return True
     near_air = float(np.count_nonzero(np.abs(v + 1000.0) <= 100.0)) / v.size
     qc_warn("activity_looks_like_ct",

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from VoxelDosimetryLib.errors import InputFormatError, VoxelDosimetryError
 from VoxelDosimetryLib.io import read_volume, write_volume
 from VoxelDosimetryLib.io.safe_write import check_outputs, output_session, write_json_atomic
+from VoxelDosimetryLib.pipeline import qc_checks as pipeline_qc
 from VoxelDosimetryLib.pipeline import steps_activity, steps_dose, steps_geometry, steps_tables
 from VoxelDosimetryLib.pipeline.cache import StepCache
 from VoxelDosimetryLib.pipeline.config import PipelineConfig
@@ -210,6 +211,7 @@ def _run(config: PipelineConfig, out: Path, progress: Progress | None, cancel: C
         spect = steps_activity.read_spect(spect_paths[ref], _quantity(config, ref))
         grid = steps_geometry.dose_grid(config.dose_grid, ct, spect)
         report(0.2, f"CT {ct.shape} at {_mm(ct.spacing)} mm onto the dose grid {grid.shape} at {_mm(grid.spacing)} mm")
+        pipeline_qc.check_dose_grid(grid)
         ct_grid = steps_geometry.ct_on_grid(ct, grid)
         runner.write(ct_grid, paths["ct_on_dose_grid"])
         inside = float(steps_geometry.inside_mask(grid, ct.grid).mean())
@@ -267,11 +269,15 @@ def _run(config: PipelineConfig, out: Path, progress: Progress | None, cancel: C
         activity_paths.append(on_grid)
         values = {**config.calibration, **tp.calibration}
 
-        def activity(report: Progress, i=i, calibrated=calibrated, on_grid=on_grid, values=values) -> dict:
+        def activity(report: Progress, i=i, tp=tp, calibrated=calibrated, on_grid=on_grid, values=values) -> dict:
             from VoxelDosimetryLib.kinetics.registration import read_transform
 
             spect = steps_activity.read_spect(spect_paths[i], _quantity(config, i))
             bq_ml, described = steps_activity.activity_concentration(spect, values, config.nuclide)
+            where = f"the SPECT at {tags[i]} ({spect_paths[i].name})"
+            pipeline_qc.check_activity_total(steps_activity.total_bq(bq_ml), tp.time_h,
+                                             config.administered_activity_bq, config.nuclide, where)
+            pipeline_qc.check_activity_inside_ct(bq_ml, _read_ct(runner, config.timepoint_ct(i)), where)
             runner.write(bq_ml, calibrated)
             report(0.4, "moving the activity onto the dose grid (activity-conserving)")
             transform = read_transform(transforms[i]) if i in transforms else None
@@ -283,7 +289,7 @@ def _run(config: PipelineConfig, out: Path, progress: Progress | None, cancel: C
                     "registered": i in transforms, "spect_quantity": spect.quantity}
 
         inputs = {"spect": spect_paths[i], "ct_on_dose_grid": paths["ct_on_dose_grid"],
-                  "transform": transforms.get(i)}
+                  "transform": transforms.get(i), "timepoint_ct": config.timepoint_ct(i)}
         record = runner.step(f"activity_{tags[i]}", inputs,
                              {"calibration": values, "spect_quantity": _quantity(config, i), "nuclide": config.nuclide},
                              [calibrated, on_grid], activity)

@@ -13,6 +13,7 @@ from VoxelDosimetryLib.kinetics.quantification import SpectCalibration, calibrat
 from VoxelDosimetryLib.kinetics.registration import apply_to_spect
 from VoxelDosimetryLib.physics.nuclides import canonical_nuclide_name
 from VoxelDosimetryLib.volume import Grid, Volume
+from VoxelDosimetryLib.volume.source_values import require_finite
 
 
 def read_spect(path: Path, quantity: str | None) -> Volume:
@@ -24,6 +25,7 @@ def read_spect(path: Path, quantity: str | None) -> Volume:
     if volume.quantity not in ("counts", "activity", "activity_concentration"):
         raise UnitError(f"{path} holds {volume.quantity} ({volume.unit}); a timepoint's SPECT must hold counts, Bq "
                         "or Bq/mL. Check the file given as 'spect'.")
+    require_finite(volume, f"The SPECT {path}")  # the shared value policy: count and first voxel in LPS mm
     return volume
 
 
