@@ -33,6 +33,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     override.add_argument("--histories", type=integer_type(positive=True), help="decays to simulate (Monte Carlo)")
     override.add_argument("--seed", type=integer_type(minimum=0, example="42"), help="random seed of the dose method")
     override.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    override.add_argument("--max-negative-fraction", type=number_type(minimum=0), metavar="F",
+                          help="value policy: negative voxels are zeroed as noise while their sum stays below this "
+                               "fraction of the positive sum (default 0.1); above it the input is refused")
     return parser
 
 
@@ -62,6 +65,8 @@ def apply_overrides(config, args: argparse.Namespace):
         changes["registration"] = {"kind": args.registration}
     if args.dose_grid:
         changes["dose_grid"] = args.dose_grid
+    if args.max_negative_fraction is not None:
+        changes["max_negative_fraction"] = args.max_negative_fraction
     return config.with_changes(**changes) if changes else config
 
 

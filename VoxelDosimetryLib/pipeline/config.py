@@ -29,7 +29,8 @@ SEED = dict(integer=True, minimum=0, example="42")
 # numeric settings: field -> parse_number options (units as in the field names)
 _NUMBERS = {
     "config": {"administered_activity_bq": dict(unit="Bq", positive=True, optional=True),
-               "reference_timepoint": dict(integer=True, minimum=0, example="0")},
+               "reference_timepoint": dict(integer=True, minimum=0, example="0"),
+               "max_negative_fraction": dict(minimum=0, optional=True, example="0.1")},
     "registration": {"seed": SEED},
     "dose": {"histories": dict(integer=True, positive=True, optional=True), "seed": SEED},
 }
@@ -117,6 +118,7 @@ class PipelineConfig:
     dose: DoseSettings = field(default_factory=DoseSettings)
     segments: SegmentSettings = field(default_factory=SegmentSettings)
     administered_activity_bq: float | None = None
+    max_negative_fraction: float | None = None
     truth_organ_tia_bq_s: dict = field(default_factory=dict)
     notes: dict = field(default_factory=dict)
     data_root: str | None = None

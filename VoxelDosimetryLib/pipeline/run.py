@@ -306,11 +306,12 @@ def _run(config: PipelineConfig, out: Path, progress: Progress | None, cancel: C
     paths["tia"] = out / "integration" / "tia.nrrd"
     paths["tia_info"] = out / "integration" / "tia_info.json"
     integration_params = {"model": model, "options": config.time_integration.options, "times_h": times_h,
-                          "nuclide": config.nuclide}
+                          "nuclide": config.nuclide, "max_negative_fraction": config.max_negative_fraction}
 
     def integrate_tia(report: Progress) -> dict:
         images = [runner.read(p) for p in activity_paths]
-        result = steps_dose.integrate(images, times_h, config.nuclide, model, config.time_integration.options, report)
+        result = steps_dose.integrate(images, times_h, config.nuclide, model, config.time_integration.options, report,
+                                     config.max_negative_fraction)
         runner.write(result.tia, paths["tia"])
         write_json_atomic(paths["tia_info"], result.info, default=str)
         return {k: result.info.get(k) for k in ("model", "total_tia_bq_s", "total_tia_mbq_h", "tail_fraction",
@@ -328,7 +329,8 @@ def _run(config: PipelineConfig, out: Path, progress: Progress | None, cancel: C
 
     # 5. dose ------------------------------------------------------------------------------------------------
     dose_params = {"method": config.dose.method, "histories": config.dose.histories, "seed": config.dose.seed,
-                   "device": config.dose.device, "options": config.dose.options, "nuclide": config.nuclide}
+                   "device": config.dose.device, "options": config.dose.options, "nuclide": config.nuclide,
+                   "max_negative_fraction": config.max_negative_fraction}
     uncertain = steps_dose.gives_uncertainty(config.dose)
     paths["dose"] = out / "dose" / "dose.nrrd"
     paths["dose_info"] = out / "dose" / "dose_info.json"
@@ -340,7 +342,8 @@ def _run(config: PipelineConfig, out: Path, progress: Progress | None, cancel: C
 
         def dose(report: Progress) -> dict:
             result = steps_dose.dose_from(runner.read(paths["tia"]), runner.read(paths["ct_on_dose_grid"]),
-                                          config.dose, config.nuclide, report, cancel)
+                                          config.dose, config.nuclide, report, cancel,
+                                          config.max_negative_fraction)
             runner.write(result.dose, paths["dose"])
             if uncertain and result.uncertainty is not None:
                 runner.write(result.uncertainty, paths["dose_uncertainty"])
@@ -360,7 +363,8 @@ def _run(config: PipelineConfig, out: Path, progress: Progress | None, cancel: C
 
             def dose_rate(report: Progress, i=i, outputs=outputs) -> dict:
                 result = steps_dose.dose_from(runner.read(activity_paths[i]), runner.read(paths["ct_on_dose_grid"]),
-                                              config.dose, config.nuclide, report, cancel)
+                                              config.dose, config.nuclide, report, cancel,
+                                          config.max_negative_fraction)
                 runner.write(result.dose, outputs[0])
                 if uncertain and result.uncertainty is not None:
                     runner.write(result.uncertainty, outputs[1])
@@ -378,7 +382,7 @@ def _run(config: PipelineConfig, out: Path, progress: Progress | None, cancel: C
         def integrate_dose(report: Progress) -> dict:
             images = [runner.read(p) for p in rate_paths]
             result = steps_dose.integrate(images, times_h, config.nuclide, model, config.time_integration.options,
-                                          report)
+                                          report, config.max_negative_fraction)
             runner.write(result.tia, paths["dose"])
             write_json_atomic(paths["dose_info"], result.info, default=str)
             return {"method": config.dose.method, "model": model, "max_gy": float(result.tia.array.max())}
