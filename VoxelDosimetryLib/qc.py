@@ -85,9 +85,12 @@ def collect_qc(log: QcLog | None = None) -> Iterator[QcLog]:
 def qc_warn(code: str, message: str, **details: Any) -> QcWarning:
     """Record a warning in every open collector and log it (logger VoxelDosimetryLib.qc, level WARNING)."""
     item = QcWarning(code, message, {k: _plain(v) for k, v in details.items()})
-    for log in _OPEN.get():
+    logs = _OPEN.get()
+    new = not logs or any(item not in log.items for log in logs)
+    for log in logs:
         log.add(item)
-    LOGGER.warning("%s", item)
+    if new:  # the same finding twice in one command (e.g. the CT converted twice) is shown once
+        LOGGER.warning("%s", item)
     return item
 
 

@@ -287,5 +287,10 @@ def test_the_demo_case_raises_no_false_alarm(demo):
         dose = result.tia.with_array(result.tia.array * 1e-9, quantity="dose", unit="Gy")  # stand-in dose
         segment_statistics(dose, labels, ct=ct, names=names)
     mine = [w for w in log if w.code in CODES]
-    assert {w.code for w in mine} == {"segment_partial_volume"}, [str(w) for w in mine]
-    assert sorted(w.details["name"] for w in mine) == ["tumour_liver", "tumour_node"]  # 17 and 5 mL at 10 mm
+    assert {w.code for w in mine} == {"segment_partial_volume", "activity_total_implausible"}, [str(w) for w in mine]
+    small = [w for w in mine if w.code == "segment_partial_volume"]
+    assert sorted(w.details["name"] for w in small) == ["tumour_liver", "tumour_node"]  # 17 and 5 mL at 10 mm
+    # true findings: the demo generator keeps too little activity in the body (19 % at 4 h; 4.8 % and 2.9 % of the
+    # decay-corrected administered activity at 96 and 168 h), to be fixed with the virtual-patient generator
+    late = [w for w in mine if w.code == "activity_total_implausible"]
+    assert late and all(w.details["fraction"] < 0.05 for w in late)

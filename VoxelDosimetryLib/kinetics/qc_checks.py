@@ -28,9 +28,10 @@ DAYS_MAX_VALUE = 15.0
 DAYS_HALF_LIFE_RATIO = 5.0
 # In-field total activity against the decay-corrected administered activity: it cannot exceed 100 % (+50 % for
 # calibration error; quantitative SPECT is accurate to ~10 %, Dewaraja et al. 2012, MIRD Pamphlet 23, J Nucl Med
-# 53:1310); below 1 % means a unit or calibration error (e.g. kBq read as Bq) or an empty field of view. (Late
-# scans of fast-clearing tracers and the project's own demo case keep 3-5 %, so 5 % would be a false alarm.)
-ACTIVITY_FRACTION_LIMITS = (0.01, 1.5)
+# 53:1310); below 5 % (the reliability issue's bound) usually means a unit or calibration error (e.g. kBq read as
+# Bq, counts declared as Bq/mL) or a field of view missing the uptake. Very late scans of fast-clearing tracers
+# can hold less: the warning then says to check, it never changes a result.
+ACTIVITY_FRACTION_LIMITS = (0.05, 1.5)
 # Voxel fits clamped to physical decay: warn when those voxels hold >= 25 % of the TIA. Noise, and an uptake phase
 # under a mono-exponential, clamp some voxels (up to 11 % of the TIA on the project's demo case); a wrong
 # radionuclide, wrong times or a calibration drift between scans clamp most of them.
