@@ -659,6 +659,23 @@ class VoxelDosimetryLogic(ScriptedLoadableModuleLogic):
                 name=ct.GetName()))
         return problems
 
+    def inputWarnings(self, inputs) -> list[str]:
+        """QC warnings about the inputs that do not block dosimetry (times that look like days, a first scan at
+        injection, a scan after 10 half-lives), found by the same library checks as the CLI and the pipeline."""
+        from VoxelDosimetryLib.kinetics.qc_checks import check_scan_times
+        from VoxelDosimetryLib.qc import collect_qc
+
+        times_s = sorted(tp.seconds_after_injection for tp in self.buildTimepoints(inputs, sort=False)
+                         if tp.seconds_after_injection is not None and tp.seconds_after_injection > 0)
+        if not times_s:
+            return []
+        with collect_qc() as log:
+            try:
+                check_scan_times(times_s, inputs.radionuclide)
+            except ValueError:  # unknown radionuclide: validateInputs already says so
+                return []
+        return [item.message for item in log]
+
     def inputsSummaryHtml(self, inputs) -> str:
         """What is loaded and what is missing, as short HTML for the panel."""
         import html
@@ -687,6 +704,10 @@ class VoxelDosimetryLogic(ScriptedLoadableModuleLogic):
             lines.extend("&bull; " + html.escape(problem) for problem in problems)
         else:
             lines.append("<b>" + _("Inputs complete.") + "</b>")
+        warnings = self.inputWarnings(inputs) if not any("radionuclide" in p for p in problems) else []
+        if warnings:
+            lines.append("<b>" + _("Check:") + "</b>")
+            lines.extend("&bull; " + html.escape(warning) for warning in warnings)
         return "<br>".join(lines)
 
     # ---------------------------------------------------------------- nodes -> Lib volumes

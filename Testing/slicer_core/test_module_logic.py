@@ -324,3 +324,16 @@ def test_requirements_file_is_read(logic):
     assert [r.split(">")[0] for r in requirements] == ["torch", "pynrrd", "icrp107-database", "xraylib", "scipy", "matplotlib",
                                                        "PyYAML"]
     assert set(logic.missingRequirements()) <= set(requirements)
+
+
+def test_times_that_look_like_days_are_flagged_in_the_summary(module, logic, scene):
+    inputs, _ct, early, late = _complete_inputs(module, logic, scene)
+    names, problem = logic.supportedNuclides()
+    if problem is not None:
+        pytest.skip(f"the physics package is unavailable here: {problem}")
+    assert logic.inputWarnings(inputs) == []  # 4 h and 24 h after injection: plausible
+    for index, hours in enumerate((1.0, 2.0)):  # days typed as hours
+        logic.setTimepointHours(inputs, index, hours)
+    warnings = logic.inputWarnings(inputs)
+    assert len(warnings) == 1 and "days" in warnings[0]
+    assert "Check:" in logic.inputsSummaryHtml(inputs) and "days" in logic.inputsSummaryHtml(inputs)

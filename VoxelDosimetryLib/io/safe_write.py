@@ -132,6 +132,11 @@ def _stamp(path: Path) -> dict:
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
+def _changed_since(path: Path, entry: dict) -> bool:
+    """True when the file `path` differs (size or modification time) from its ledger `entry`."""
+    return path.is_file() and {k: entry.get(k) for k in ("size", "mtime_ns")} != _stamp(path)
+
+
 def made_by(path: str | Path) -> str | None:
     """The command that wrote `path` (from its folder's ledger) when the file is unchanged since, else None.
 
@@ -151,17 +156,14 @@ def made_by(path: str | Path) -> str | None:
                 target = ledger.parent / name
                 if not isinstance(entry, dict):
                     continue
-                if target.is_file() and "size" in entry and {k: entry.get(k) for k in ("size", "mtime_ns")} \
-                        != _stamp(target):
+                if "size" in entry and _changed_since(target, entry):
                     return None  # a file in the folder changed since its command wrote it
                 owners.add(entry.get("command"))
         return owners.pop() if len(owners) == 1 else None
     entry = _ledger(path.parent).get(path.name)
     if not isinstance(entry, dict):
         return None
-    if path.is_file() and {k: entry.get(k) for k in ("size", "mtime_ns")} != _stamp(path):
-        return None
-    return entry.get("command")
+    return None if _changed_since(path, entry) else entry.get("command")
 
 
 def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Iterable[str | Path | None] = (), *,
