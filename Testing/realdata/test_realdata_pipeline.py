@@ -144,4 +144,4 @@ def test_real_single_timepoint_spect_ct_from_the_example_config(test_data_dir, t
     assert tia["total_tia_bq_s"] == pytest.approx(expected_bq * 2 * 24 * 3600 / math.log(2), rel=1e-4)
     body = _rows(out)["body"]
     assert body["mean_gy"] > 0 and math.isfinite(body["mean_gy"]) and body["volume_ml"] > 20000
-    assert any("single timepoint at 24 h" in w for w in manifest["warnings"])
+    assert any("Single timepoint at 24 h" in w for w in manifest["warnings"])

@@ -182,7 +182,7 @@ def test_without_labels_a_body_segment_gives_the_table_and_one_timepoint_uses_ha
     assert [row["name"] for row in result.segment_rows] == ["body"]
     assert result.segment_rows[0]["mean_gy"] > 0
     assert any("automatic 'body' segment" in w for w in result.warnings)
-    assert any("single timepoint" in w for w in result.warnings)
+    assert any("Single timepoint at 24 h: TIA by hanscheid" in w for w in result.warnings)
     activity = read_volume(tmp_path / "out" / "activity" / "activity_24h.nrrd")
     tia = read_volume(tmp_path / "out" / "integration" / "tia.nrrd")
     assert tia.array.sum(dtype=np.float64) == pytest.approx(

@@ -294,3 +294,20 @@ def test_the_demo_case_raises_no_false_alarm(demo):
     # decay-corrected administered activity at 96 and 168 h), to be fixed with the virtual-patient generator
     late = [w for w in mine if w.code == "activity_total_implausible"]
     assert late and all(w.details["fraction"] < 0.05 for w in late)
+
+
+def test_single_timepoint_models_and_extrapolated_tails_are_named():
+    one = np.full((2, 2, 2), 100.0, np.float32)
+    image = Volume(one, quantity="activity_concentration", unit="Bq/mL")
+    with collect_qc() as log:
+        integrate_activity([image], [24 * H], "Lu-177", "trapezoid")
+    single = _only(log, "single_timepoint")
+    assert "upper bound" in single.message and single.details["model"] == "trapezoid"
+    tail = _only(log, "tail_dominates_tia")
+    # one point at 24 h: triangle 0..24 h (A t / 2) plus the physical tail A / lambda
+    lam = np.log(2) / (get_nuclide("Lu-177").half_life_s)
+    expected = (1 / lam) / (24 * H / 2 + 1 / lam)
+    assert tail.details["tail_fraction"] == pytest.approx(expected, rel=1e-5)
+    with collect_qc() as log:
+        integrate_activity([image], [24 * H], "Lu-177", "hanscheid")
+    assert log.codes() == ["single_timepoint"] and "Hänscheid" in log.items[0].message

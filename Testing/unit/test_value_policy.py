@@ -152,3 +152,13 @@ def test_checked_source_without_negatives_returns_the_same_volume():
     _, activity = phantom()
     volume, summary = checked_source(activity, "map")
     assert volume is activity and summary["negative_voxels_zeroed"] == 0
+
+
+def test_a_noisy_stochastic_dose_is_flagged():
+    ct, activity = phantom()
+    with collect_qc() as log:
+        result = compute_dose("mc", DoseRequest(activity, ct, histories=2000, seed=1))
+    median = result.info["value_policy"]["median_relative_uncertainty"]
+    warning = next(w for w in log if w.code == "dose_uncertainty_high")
+    assert median > 0.10 and warning.details["median_relative_uncertainty"] == median
+    assert f"{100 * median:.0f} %" in warning.message

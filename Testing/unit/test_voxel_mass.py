@@ -9,7 +9,7 @@ import pytest
 from VoxelDosimetryLib import Volume
 from VoxelDosimetryLib.errors import InputFormatError, UnitError
 from VoxelDosimetryLib.physics import hu_to_density
-from VoxelDosimetryLib.physics.voxel_mass import (AIR_HU, WATER_DENSITY_G_CM3, ct_on_grid, density_on_grid,
+from VoxelDosimetryLib.physics.voxel_mass import (AIR_HU, ct_on_grid, density_on_grid,
                                                   voxel_mass_g)
 from VoxelDosimetryLib.volume import Grid
 
@@ -56,11 +56,11 @@ def test_coarse_voxels_hold_the_mean_density_and_conserve_mass():
     assert not np.allclose(hu_first, expected, rtol=1e-3)
 
 
-def test_outside_the_ct_water_is_assumed_and_ct_on_grid_gives_air():
+def test_outside_the_ct_masses_and_dose_engines_both_see_air():
     ct = _ct(np.full((4, 4, 4), 40.0))
     grid = Grid((4, 4, 8), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), ct.grid.direction)  # x reaches 4 mm past the CT
     rho = density_on_grid(ct, grid).array
-    assert np.allclose(rho[..., :4], hu_to_density(40.0)) and np.all(rho[..., 4:] == WATER_DENSITY_G_CM3)
+    assert np.allclose(rho[..., :4], hu_to_density(40.0)) and np.all(rho[..., 4:] == hu_to_density(AIR_HU))
     hu = ct_on_grid(ct, grid).array
     assert np.allclose(hu[..., :4], 40.0) and np.all(hu[..., 4:] == AIR_HU)
 

@@ -64,12 +64,15 @@ def _read_ct(path: str, offset_hu: float):
     return raw.with_array(raw.array.astype(np.float32) + np.float32(offset_hu), quantity="ct", unit="HU")
 
 
-def _scaled_source(path: str, quantity: str, total: float | None, total_unit: str):
-    """The source volume in its canonical unit; relative maps (`total` given) scaled so their sum is `total`."""
+def _scaled_source(path: str, quantity: str, total: float | None, total_unit: str,
+                   max_negative_fraction: float | None = None):
+    """The source volume in its canonical unit; relative maps (`total` given) scaled so their sum is `total`
+    after the shared value policy (NaN refused, small negatives zeroed, volume/source_values.py)."""
     import numpy as np
 
     from VoxelDosimetryLib.errors import InputFormatError
     from VoxelDosimetryLib.io import read_volume
+    from VoxelDosimetryLib.volume.source_values import checked_source
     from VoxelDosimetryLib.volume.source_weights import checked_source_weights
     from VoxelDosimetryLib.volume.units import conversion_factor
 
@@ -79,6 +82,7 @@ def _scaled_source(path: str, quantity: str, total: float | None, total_unit: st
         return volume
     if not total > 0:
         raise InputFormatError(f"The total must be > 0 {total_unit}; got {total}.")
+    volume, _summary = checked_source(volume, f"The relative source map {path}", max_negative_fraction)
     weights = checked_source_weights(volume.array, f"The relative source map {path}")
     canonical = "Bq/mL" if quantity == "activity_concentration" else "Bq*s/mL"
     total_canonical = total * conversion_factor(total_unit, canonical.replace("/mL", ""))
@@ -103,11 +107,13 @@ def run(args: argparse.Namespace) -> int:
     if args.activity:
         if args.total_tia_mbq_h is not None:
             raise InputFormatError("--total-tia-mbq-h goes with --tia; use --total-activity-mbq with --activity.")
-        source = _scaled_source(args.activity, "activity_concentration", args.total_activity_mbq, "MBq")
+        source = _scaled_source(args.activity, "activity_concentration", args.total_activity_mbq, "MBq",
+                                args.max_negative_fraction)
     else:
         if args.total_activity_mbq is not None:
             raise InputFormatError("--total-activity-mbq goes with --activity; use --total-tia-mbq-h with --tia.")
-        source = _scaled_source(args.tia, "tia_concentration", args.total_tia_mbq_h, "MBq*h")
+        source = _scaled_source(args.tia, "tia_concentration", args.total_tia_mbq_h, "MBq*h",
+                                args.max_negative_fraction)
     difference = source.grid.mismatch(ct.grid)
     if difference is not None:
         _progress(0.0, f"resampling the source onto the CT grid ({difference})")

@@ -190,3 +190,34 @@ def check_activity_totals(images: Sequence[Volume], times_s: Sequence[float], nu
                              f"the activity of timepoint {i + 1} ({float(t) / HOUR_S:g} h)")
         totals.append(total)
     return totals
+
+
+# Above this share of the TIA after the last scan, the result rests mostly on the extrapolation, not on data.
+TAIL_DOMINATES_FRACTION = 0.5
+
+
+def check_extrapolation(model: str, times_s: Sequence[float], tail_fraction: float, nuclide: str) -> bool:
+    """What the integral rests on: `single_timepoint` (one scan: the model's assumption, named) and
+    `tail_dominates_tia` (more than half of the TIA after the last scan, extrapolated)."""
+    plausible = True
+    last_h = float(times_s[-1]) / HOUR_S
+    nuc = get_nuclide(nuclide)
+    if len(times_s) == 1:
+        plausible = False
+        if model == "hanscheid":
+            assumption = ("Hänscheid et al. 2018 assume an effective half-life equal to the imaging time; best near "
+                          "72-96 h after injection")
+        else:
+            assumption = (f"'{model}' with one point rises linearly to the scan and then decays with the physical "
+                          f"half-life ({nuc.half_life_s / HOUR_S:g} h) only, with no biological clearance: an upper "
+                          "bound, often several times the true TIA. Prefer model 'hanscheid' for one scan")
+        qc_warn("single_timepoint", f"Single timepoint at {last_h:g} h: TIA by {model}. {assumption}. Check the scan "
+                                    "time after injection.", model=model, time_h=last_h)
+    if model != "hanscheid" and tail_fraction > TAIL_DOMINATES_FRACTION:
+        plausible = False
+        qc_warn("tail_dominates_tia",
+                f"{100 * tail_fraction:.0f} % of the integral lies after the last scan ({last_h:g} h) and is "
+                f"extrapolated by the {model} model: the result depends mostly on that assumption. A later scan "
+                "would measure it.", model=model, tail_fraction=float(tail_fraction), last_time_h=last_h,
+                threshold=TAIL_DOMINATES_FRACTION)
+    return plausible

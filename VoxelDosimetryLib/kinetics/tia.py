@@ -18,7 +18,9 @@ import numpy as np
 
 from VoxelDosimetryLib.errors import InputFormatError
 from VoxelDosimetryLib.kinetics import tia_models
-from VoxelDosimetryLib.kinetics.qc_checks import SLOWER_THAN_PHYSICAL, check_scan_times, check_voxel_clearance
+from VoxelDosimetryLib.kinetics.qc_checks import (
+    SLOWER_THAN_PHYSICAL, check_extrapolation, check_scan_times, check_voxel_clearance,
+)
 from VoxelDosimetryLib.kinetics.timepoint_checks import (INTEGRAL_QUANTITY, check_point_count, check_times,
                                                          check_timepoint_images, describe_timepoint,
                                                          negative_summary)
@@ -180,6 +182,7 @@ def _integrate(images: Sequence[Volume], times_s: Sequence[float], nuclide: str,
     out_unit = get_quantity(out_quantity).unit
     info = _info(model, nuc, times, first, out_quantity, out_unit, n, totals, fallback, negatives, chunk,
                  model_options)
+    check_extrapolation(model, times, info["tail_fraction"], nuc.name)
     if out_quantity == "dose":
         info["max_dose_gy"] = float(result.max())
     info["elapsed_s"] = round(time.perf_counter() - started, 3)

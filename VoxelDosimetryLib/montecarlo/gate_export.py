@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from VoxelDosimetryLib.errors import InputFormatError, UnitError, VoxelDosimetryError
+from VoxelDosimetryLib.volume.source_values import checked_source
 from VoxelDosimetryLib.volume.source_weights import checked_source_weights
 from VoxelDosimetryLib.volume.volume import Volume
 from VoxelDosimetryLib.io.safe_write import atomic_output, write_text_atomic
@@ -84,7 +85,8 @@ def _check_source(source: Volume, ct: Volume) -> tuple[Volume, list[str]]:
     if source.quantity not in _SOURCE_TOTALS and source.quantity != "unknown":
         raise UnitError(f"The source image holds {source.quantity!r} ({source.unit}); the GATE source needs activity "
                         "(Bq/mL, Bq) or time-integrated activity (Bq*s/mL, Bq*s).")
-    checked_source_weights(source.array, "The source image")
+    source, _summary = checked_source(source, "The source image")  # the shared value policy (NaN, negatives)
+    checked_source_weights(source.array, "The source image")  # and something to simulate
     if source.grid.mismatch(ct.grid) is not None:
         from VoxelDosimetryLib.geometry import resample_to
 
@@ -117,8 +119,11 @@ def _ct_for_gate(ct: Volume) -> Volume:
 
 
 def _import_command(total: dict) -> str:
-    option = {"Bq*s": f" --total-tia-bq-s {total['total']:.6g}", "Bq": f" --total-activity-bq {total['total']:.6g}"}
-    return f"voxeldosimetry gate import output --case CASE_DIR{option.get(total['total_unit'], '')}"
+    """The import command for the run's outputs; with the source total when it is known (relative maps: none)."""
+    flags = {"Bq*s": "--total-tia-bq-s", "Bq": "--total-activity-bq"}
+    flag = flags.get(total["total_unit"]) if total["total"] is not None else None
+    option = f" {flag} {total['total']:.6g}" if flag else ""
+    return f"voxeldosimetry gate import output --case CASE_DIR{option}"
 
 
 def export_gate_simulation(ct: Volume, source: Volume, out_dir: str | Path, *, nuclide: str = "Lu-177",

@@ -3,8 +3,9 @@
 Masses use the mean *density* over each dose voxel (Schneider 2000 density of every CT voxel, then the voxel
 average of geometry/voxel_average.py). That conserves mass: averaging HU first and converting after does not,
 because the HU->density curve is not linear (it changes slope between tissues and drops from 1.12 to 1.08
-g/cm3 between 100 and 101 HU). Dose-grid voxels whose centre lies outside the CT get water (1.0 g/cm3); callers
-report them. `ct_on_grid` gives the voxel-averaged HU the dose engines and the body mask use.
+g/cm3 between 100 and 101 HU). Dose-grid voxels whose centre lies outside the CT are air (-1000 HU), exactly as
+`ct_on_grid` gives the dose engines, so the mass a segment's mean dose is weighted with is the mass its dose was
+computed in (dose there is not meaningful and the value policy reports none); callers report those voxels.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from VoxelDosimetryLib.physics.schneider import hu_to_density
 from VoxelDosimetryLib.volume import Grid, Volume
 
 AIR_HU = -1000.0
-WATER_DENSITY_G_CM3 = 1.0
+WATER_DENSITY_G_CM3 = 1.0  # the density assumed when no CT or density map is given at all
 
 
 def ct_on_grid(ct: Volume, grid: Grid) -> Volume:
@@ -41,15 +42,16 @@ def density_of(source: Volume) -> Volume:
 def density_on_grid(source: Volume, grid: Grid) -> Volume:
     """Mass density (g/cm3, float64) on `grid` from a CT (HU) or density map: the mean density over each voxel.
 
-    Voxels whose centre lies outside the source image get water (1.0 g/cm3); `inside_mask(grid, source.grid)`
-    (geometry.voxel_average) tells which.
+    Voxels whose centre lies outside the source image get the density of air (-1000 HU), as the dose engines;
+    `inside_mask(grid, source.grid)` (geometry.voxel_average) tells which.
     """
     density = density_of(source)
     if source.grid == grid:
         return density
-    averaged = average_on_grid(density, grid, default_value=WATER_DENSITY_G_CM3)
+    outside = float(hu_to_density(np.array([AIR_HU]))[0]) if source.quantity == "ct" else 0.0
+    averaged = average_on_grid(density, grid, default_value=outside)
     rho = averaged.array.astype(np.float64)
-    rho[~inside_mask(grid, source.grid)] = WATER_DENSITY_G_CM3
+    rho[~inside_mask(grid, source.grid)] = outside
     return averaged.with_array(rho)
 
 

@@ -317,15 +317,8 @@ def _run(config: PipelineConfig, out: Path, progress: Progress | None, cancel: C
         return {k: result.info.get(k) for k in ("model", "total_tia_bq_s", "total_tia_mbq_h", "tail_fraction",
                                                  "fallback_voxels", "negative_voxels_set_to_zero")}
 
-    tia_record = runner.step("time_integration", {"activity": activity_paths}, integration_params,
-                             [paths["tia"], paths["tia_info"]], integrate_tia)
-    tail = tia_record["info"].get("tail_fraction") or 0.0
-    if len(tps) > 1 and tail > 0.5:
-        qc_warn("tail_dominates_tia", f"{100 * tail:.0f}% of the TIA lies after the last timepoint (extrapolated): the result "
-                        "depends mostly on the tail model.")
-    if len(tps) == 1:
-        qc_warn("single_timepoint", f"single timepoint at {times_h[0]:g} h: TIA by {model} (Hänscheid et al. 2018 assumes the "
-                        "effective half-life equals the imaging time); check the scan time after injection.")
+    runner.step("time_integration", {"activity": activity_paths}, integration_params,
+                [paths["tia"], paths["tia_info"]], integrate_tia)
 
     # 5. dose ------------------------------------------------------------------------------------------------
     dose_params = {"method": config.dose.method, "histories": config.dose.histories, "seed": config.dose.seed,

@@ -15,6 +15,7 @@ from VoxelDosimetryLib.errors import InputFormatError, UnitError
 from VoxelDosimetryLib.geometry.resample import resample_to
 from VoxelDosimetryLib.geometry.voxel_average import inside_mask
 from VoxelDosimetryLib.physics.voxel_mass import WATER_DENSITY_G_CM3, density_on_grid
+from VoxelDosimetryLib.qc import collect_qc
 from VoxelDosimetryLib.volume import Grid, Volume
 from VoxelDosimetryLib.voi.dvh import (DVH, cumulative_dvh, dose_at_volume_ml, dose_at_volume_percent,
                                        volume_at_dose, volume_percent_at_dose)
@@ -214,14 +215,18 @@ def segment_statistics(dose: Volume, labels: Volume, ct: Volume | None = None,
                 notes.append(f"holds negative values (min {values.min():.4g} {dose.unit})")
             outside_ct = int(count - covered[index].sum())
             if outside_ct:
-                notes.append(f"{outside_ct} voxels outside the CT: water density (1.0 g/cm3) assumed there")
+                notes.append(f"{outside_ct} voxels outside the CT: taken as air there, as the dose engines do (no "
+                             "tissue mass; their dose is not meaningful)")
         else:
             row.update(_empty_metrics(s, dx_percent, dx_cc, vx_gy))
         row["density_source"] = density_source
         row["note"] = "; ".join(notes)
         rows.append(row)
-    segment_qc(rows, on_grid, grid, ct if density is None else None, density_source != DENSITY_ASSUMED,
-               spect_fwhm_mm)
+    with collect_qc() as found:  # shown to the user as they happen, and kept with each row
+        segment_qc(rows, on_grid, grid, ct if density is None else None, density_source != DENSITY_ASSUMED,
+                   spect_fwhm_mm)
+    for row in rows:
+        row["qc"] = " ".join(w.code for w in found if w.details.get("label") == row["label"])
 
     metadata = {
         "dose": {"quantity": dose.quantity, "unit": dose.unit, "grid": grid.to_dict()},
@@ -232,5 +237,6 @@ def segment_statistics(dose: Volume, labels: Volume, ct: Volume | None = None,
         "dvh": "volume-weighted; cumulative curve with a knot at every distinct voxel value, D/V metrics by linear "
                "interpolation between knots (SlicerRT DoseVolumeHistogram convention)",
         "dx_percent": list(dx_percent), "dx_cc": list(dx_cc), "vx": list(vx_gy),
+        "qc": found.to_list(),
     }
     return SegmentTable(rows=rows, dvhs=dvhs, quantity=dose.quantity, unit=dose.unit, metadata=metadata)
