@@ -250,3 +250,22 @@ def test_monte_carlo_dose_with_its_uncertainty(base_run, case_folder, tmp_path, 
 
     with pytest.raises(PipelineCancelled, match="during dose"):
         run_pipeline(config.with_changes(dose={"seed": 2}), out, progress=progress, cancel=lambda: stop["now"])
+
+
+def test_a_ct_stored_as_hu_plus_1000_gives_the_same_run_with_ct_offset_hu(case_folder, base_run, tmp_path):
+    def shifted(path):  # the file as an attenuation map storing HU + 1000 (like the patient15 phantom)
+        ct = read_volume(path)
+        target = tmp_path / f"{Path(path).stem}_plus_1000.nrrd"
+        write_volume(ct.with_array(ct.array.astype(np.float32) + 1000.0), target)
+        return str(target)
+
+    config = PipelineConfig.from_case(case_folder)
+    timepoints = [{"time_h": tp.time_h, "spect": tp.spect, "ct": shifted(tp.ct) if tp.ct else None}
+                  for tp in config.timepoints]
+    config = config.with_changes(ct=shifted(config.ct), timepoints=timepoints, ct_offset_hu="-1e3")
+    assert config.ct_offset_hu == -1000.0
+    result = run_pipeline(config, tmp_path / "out")
+    reference = {row["name"]: row for row in base_run[1].segment_rows}
+    for row in result.segment_rows:
+        assert row["mass_g"] == pytest.approx(reference[row["name"]]["mass_g"], rel=1e-6)
+        assert row["mean_gy"] == pytest.approx(reference[row["name"]]["mean_gy"], rel=1e-6)

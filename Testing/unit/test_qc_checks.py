@@ -170,7 +170,11 @@ def _segment_case():
 def test_segments_implausible_for_their_names_are_flagged_with_their_numbers():
     dose, labels, ct, names = _segment_case()
     with collect_qc() as log:
-        segment_statistics(dose, labels, ct=ct, names=names)
+        table = segment_statistics(dose, labels, ct=ct, names=names)
+    # every row keeps its own findings (CSV/JSON column 'qc'), the table metadata all of them
+    assert table.row(2)["qc"] == "segment_density_implausible segment_outside_body"
+    assert table.row(1)["qc"] == "segment_volume_implausible segment_partial_volume"
+    assert {w["code"] for w in table.metadata["qc"]} >= {"segment_density_implausible", "segment_outside_body"}
     voxel_ml = 0.064
     density = _only(log, "segment_density_implausible")
     assert density.details["name"] == "spleen" and density.details["volume_ml"] == pytest.approx(1600 * voxel_ml)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -20,7 +19,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--test", required=True, help="test dose map (e.g. SVSV, DVK, network)")
     parser.add_argument("--reference", required=True, help="reference dose map (e.g. Monte Carlo); defines the grid")
     parser.add_argument("--labels", help="label map (integer segments, 0 = background) on the reference grid")
-    parser.add_argument("--names", help='JSON of label names: {"1": "liver", ...} or a case.json with label_names')
+    parser.add_argument("--names", help='label names: JSON {"1": "liver", ...}, a case.json with label_names, a run\'s '
+                                        'label_names.json, a Slicer .seg.nrrd or colour table (.txt/.ctbl)')
     parser.add_argument("--ct", help="CT in HU: body mask (CT > -500 HU) and mass-weighted segment means")
     parser.add_argument("--out", required=True, help="report path (report.md); other files go next to it")
     parser.add_argument("--test-realisation", action="append", default=[], metavar="R",
@@ -37,48 +37,35 @@ def add_parser(sub) -> argparse.ArgumentParser:
     point.add_argument("--point-index", type=integer_type(minimum=0, example="0"), nargs=3, metavar=("I", "J", "K"),
                        help="profile point as voxel index i (x), j (y), k (z)")
     parser.add_argument("--quantity", choices=("dose", "dose_rate"),
-                        help="what the dose files hold when a file does not say (unit: --unit, default Gy or Gy/s)")
-    parser.add_argument("--unit", help="unit of dose files that state none (e.g. mGy); needs --quantity")
+                        help="what the dose files hold when a file does not say (unit: --unit, default Gy or Gy/s); "
+                             "a file that declares another quantity is refused")
+    parser.add_argument("--unit", help="unit of dose files that state none (e.g. mGy); a file that declares another "
+                                       "unit is refused")
     parser.add_argument("--title", help="report title")
     return parser
 
 
 def read_names(path: str | None) -> dict:
-    """Label names from a JSON file: {"1": "liver"} or a case.json with "label_names"."""
-    from VoxelDosimetryLib.errors import InputFormatError
+    """Label names as `voi --names` reads them (voi/label_names.py): a JSON map {"1": "liver"}, a case.json with
+    "label_names", a `run` pipeline's label_names.json, a Slicer .seg.nrrd or colour table."""
+    from VoxelDosimetryLib.voi import read_label_names
 
-    if not path:
-        return {}
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputFormatError(f"Cannot read label names from {path}: {exc}. Give a JSON object like "
-                               '{"1": "liver"}.') from exc
-    if isinstance(data, dict) and isinstance(data.get("label_names"), dict):
-        data = data["label_names"]
-    try:
-        return {int(k): str(v) for k, v in data.items()}
-    except (AttributeError, ValueError) as exc:
-        raise InputFormatError(f"Label names in {path} must map integer labels to names, e.g. "
-                               '{"1": "liver"}.') from exc
+    return read_label_names(path) if path else {}
 
 
 def _read_dose(path: str, args: argparse.Namespace):
+    from VoxelDosimetryLib.cli.common import read_input
     from VoxelDosimetryLib.errors import InputFormatError
-    from VoxelDosimetryLib.io import read_volume
 
-    volume = read_volume(path)
+    volume = read_input(path, args.quantity, args.unit)
     if volume.quantity == "unknown" or volume.unit == "unknown":
-        if not args.quantity:
-            raise InputFormatError(f"{path} does not state what it holds ({volume.quantity}, {volume.unit}); pass "
-                                   "--quantity dose (or dose_rate) and --unit if not Gy (Gy/s).")
-        volume = read_volume(path, quantity=args.quantity, unit=args.unit)
+        raise InputFormatError(f"{path} does not state what it holds ({volume.quantity}, {volume.unit}); pass "
+                               "--quantity dose (or dose_rate) and --unit if not Gy (Gy/s).")
     return volume
 
 
 def run(args: argparse.Namespace) -> int:
-    from VoxelDosimetryLib.cli.common import MARKDOWN, prepare_outputs, say
-    from VoxelDosimetryLib.io import read_volume
+    from VoxelDosimetryLib.cli.common import MARKDOWN, prepare_outputs, read_ct, read_labels, say
     from VoxelDosimetryLib.metrics import compare_doses, write_report
     from VoxelDosimetryLib.metrics.report import metrics_document, report_files
 
@@ -89,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
     reference = _read_dose(args.reference, args)
     test = _read_dose(args.test, args)
     realisations = [_read_dose(p, args) for p in args.test_realisation]
-    labels = read_volume(args.labels) if args.labels else None
-    ct = read_volume(args.ct, quantity="ct") if args.ct else None
+    labels = read_labels(args.labels) if args.labels else None
+    ct = read_ct(args.ct) if args.ct else None
     say("compare", f"comparing {args.test} with {args.reference}")
     result = compare_doses(test, reference, labels=labels, ct=ct, names=read_names(args.names),
                            threshold_fraction=args.threshold_fraction, realisations=realisations,

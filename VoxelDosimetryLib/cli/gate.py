@@ -88,7 +88,7 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from VoxelDosimetryLib.cli.common import FOLDER, prepare_outputs, say
+    from VoxelDosimetryLib.cli.common import FOLDER, prepare_outputs, read_ct, say
     from VoxelDosimetryLib.errors import InputFormatError
     from VoxelDosimetryLib.io import read_volume
     from VoxelDosimetryLib.montecarlo.gate_export import (OpenGateUnavailableError, build_gate_simulation,
@@ -107,7 +107,7 @@ def _export(args: argparse.Namespace) -> int:
     else:
         if not (args.ct and args.activity):
             raise InputFormatError("Give --case CASE_DIR, or both --ct CT and --activity IMAGE.")
-        export = export_gate_simulation(read_volume(args.ct, quantity="ct"), read_volume(args.activity), args.out,
+        export = export_gate_simulation(read_ct(args.ct), read_volume(args.activity), args.out,
                                         **options)
     result = export.to_dict()
     say("gate export", f"wrote the GATE 10 simulation to {export.folder}")

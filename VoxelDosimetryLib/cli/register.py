@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -18,7 +17,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                     "covering the fixed CT.")
     parser.add_argument("--fixed", required=True, help="reference CT (HU)")
     parser.add_argument("--moving", required=True, help="CT of the timepoint to align (HU)")
-    parser.add_argument("--moving-spect", help="SPECT acquired with the moving CT (Bq/mL, Bq or counts)")
+    parser.add_argument("--moving-spect", help="SPECT acquired with the moving CT (Bq/mL, Bq or counts); needs "
+                                               "--out-spect")
     parser.add_argument("--reference-spect", help="SPECT of the reference timepoint: its grid receives the moved SPECT")
     parser.add_argument("--out-transform", required=True, help="output transform file (.tfm, .txt, .h5)")
     parser.add_argument("--out-spect", help="output moved SPECT (needs --moving-spect)")
@@ -33,7 +33,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         help="seed of the metric's random sampling (default 0)")
     parser.add_argument("--report", help="also write the quality report JSON to this file")
     parser.add_argument("--spect-quantity", choices=("activity_concentration", "activity", "counts"),
-                        help="state what --moving-spect holds when its file does not say")
+                        help="state what --moving-spect holds when its file does not say (a file that declares "
+                             "another quantity is refused)")
     return parser
 
 
@@ -43,19 +44,15 @@ def _progress(fraction: float, message: str) -> None:
     say(f"register {100 * fraction:5.1f}%", message)
 
 
-def _read_ct(path):
+def _read_ct(path, option: str):
     """A CT volume: files that do not say what they hold are taken as HU; other quantities are refused."""
-    from VoxelDosimetryLib.io import read_volume
+    from VoxelDosimetryLib.cli.common import read_ct
 
-    volume = read_volume(path)
-    if volume.quantity == "unknown":
-        volume = volume.replace(quantity="ct", unit="HU")
-    volume.require_quantity("ct")
-    return volume
+    return read_ct(path, option)
 
 
 def run(args: argparse.Namespace) -> int:
-    from VoxelDosimetryLib.cli.common import JSON, VOLUME_EXTENSIONS, prepare_outputs, say
+    from VoxelDosimetryLib.cli.common import JSON, VOLUME_EXTENSIONS, prepare_outputs, read_input, say
     from VoxelDosimetryLib.errors import InputFormatError
     from VoxelDosimetryLib.io import read_volume, write_volume
     from VoxelDosimetryLib.io.safe_write import write_text_atomic
@@ -64,23 +61,28 @@ def run(args: argparse.Namespace) -> int:
         TRANSFORM_SUFFIXES, apply_to_spect, apply_to_volume, covering_grid, register_ct, write_transform,
     )
 
-    if Path(args.out_transform).suffix.lower() not in TRANSFORM_SUFFIXES:
-        raise InputFormatError(f"--out-transform needs one of the extensions {TRANSFORM_SUFFIXES}; "
-                               f"got {args.out_transform!r}.")
     if args.out_spect and not args.moving_spect:
         raise InputFormatError("--out-spect needs --moving-spect (the SPECT acquired with the moving CT).")
+    if args.moving_spect and not args.out_spect:
+        raise InputFormatError("--moving-spect needs --out-spect (where to write the moved SPECT); add --out-spect "
+                               "PATH, or drop --moving-spect to register the CTs only.")
     if args.reference_spect and not args.out_spect:
         raise InputFormatError("--reference-spect only sets the grid of --out-spect; add --out-spect or drop it.")
     prepare_outputs({"--out-transform": args.out_transform, "--out-spect": args.out_spect, "--out-ct": args.out_ct,
                      "--report": args.report}, [args.fixed, args.moving, args.moving_spect, args.reference_spect],
                     {"--out-transform": TRANSFORM_SUFFIXES, "--out-spect": VOLUME_EXTENSIONS,
                      "--out-ct": VOLUME_EXTENSIONS, "--report": JSON})
-    fixed = _read_ct(args.fixed)
-    moving = _read_ct(args.moving)
-    spect = read_volume(args.moving_spect, quantity=args.spect_quantity) if args.moving_spect else None
-    if spect is not None and spect.quantity in ("unknown", "ct"):
+    fixed = _read_ct(args.fixed, "--fixed")
+    moving = _read_ct(args.moving, "--moving")
+    spect = read_input(args.moving_spect, args.spect_quantity, quantity_option="--spect-quantity") \
+        if args.moving_spect else None
+    if spect is not None and spect.quantity == "unknown":
         raise InputFormatError(f"{args.moving_spect} does not say what it holds; add --spect-quantity "
                                "(activity_concentration, activity or counts).")
+    if spect is not None and spect.quantity not in ("activity_concentration", "activity", "counts"):
+        raise InputFormatError(f"{args.moving_spect} declares {spect.quantity} ({spect.unit}), not a SPECT: "
+                               "--moving-spect needs activity concentration, activity or counts (the SPECT acquired "
+                               "with the moving CT).")
     result = register_ct(fixed, moving, kind=args.kind, backend=args.backend, seed=args.seed, progress=_progress,
                          initializer=args.initializer)
     outputs = {"transform": str(write_transform(result, args.out_transform))}

@@ -96,9 +96,11 @@ def print_result(config, result, as_json: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from VoxelDosimetryLib.cli.common import prepare_outputs
     from VoxelDosimetryLib.pipeline import run_pipeline
 
     config = apply_overrides(load_config(args.source, args.data_root), args)
+    prepare_outputs({}, [args.source])  # the config file (or case folder) is an input too
     result = run_pipeline(config, args.out, progress=progress, force=args.force)
     print_result(config, result, args.json)
     return 0

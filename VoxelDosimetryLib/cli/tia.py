@@ -26,8 +26,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="output TIA (or dose) image")
     parser.add_argument("--report", help="write the full result info as JSON to this file")
     parser.add_argument("--quantity", choices=("counts", "activity_concentration", "activity", "dose_rate"),
-                        help="what the images hold when the files do not say")
-    parser.add_argument("--unit", help="unit of the images' values when the files do not say (e.g. kBq/mL)")
+                        help="what the images hold when the files do not say (a file that declares another "
+                             "quantity is refused)")
+    parser.add_argument("--unit", help="unit of the images' values when the files do not say (e.g. kBq/mL; a file "
+                                       "that declares another unit is refused)")
     cal = parser.add_argument_group("calibration of counts images (docs/CALIBRATION.md)")
     cal.add_argument("--sensitivity-cps-per-mbq", type=number_type(positive=True, example="6.0"), metavar="S",
                      help="system sensitivity in counts per second per MBq")
@@ -83,9 +85,9 @@ def _calibrate(volume, path: str, args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from VoxelDosimetryLib.cli.common import JSON, VOLUME_EXTENSIONS, prepare_outputs, say
+    from VoxelDosimetryLib.cli.common import JSON, VOLUME_EXTENSIONS, prepare_outputs, read_input, say
     from VoxelDosimetryLib.errors import InputFormatError
-    from VoxelDosimetryLib.io import read_volume, write_volume
+    from VoxelDosimetryLib.io import write_volume
     from VoxelDosimetryLib.io.safe_write import write_text_atomic
     from VoxelDosimetryLib.kinetics.tia import integrate_activity, integrate_dose_rate
 
@@ -97,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     calibrating = args.sensitivity_cps_per_mbq is not None or args.counts_duration_s is not None
     images, notes = [], []
     for path in args.image:
-        volume = read_volume(path, quantity=args.quantity, unit=args.unit)
+        volume = read_input(path, args.quantity, args.unit)
         if volume.quantity == "unknown" and calibrating:
             volume = volume.replace(quantity="counts", unit="counts")
             notes.append(f"{path} states no quantity; read as counts because calibration options were given")

@@ -17,7 +17,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                     "neighbour. The table is printed on stdout (aligned text, or JSON with --json -). "
                     "See docs/SEGMENT_DOSE.md.")
     parser.add_argument("--dose", required=True, help="dose (Gy) or dose-rate (Gy/s) image; defines the grid")
-    parser.add_argument("--dose-unit", help="unit of the dose image when the file does not say (Gy, mGy, Gy/s, ...)")
+    parser.add_argument("--dose-unit", help="unit of the dose image when the file does not say (Gy, mGy, Gy/s, ...); "
+                                            "a file that declares another unit is refused")
     density = parser.add_mutually_exclusive_group()
     density.add_argument("--ct", help="CT in HU: voxel masses from Schneider 2000 densities (without it 1.0 g/cm3)")
     density.add_argument("--density", help="mass-density image (g/cm3) instead of a CT")
@@ -49,9 +50,8 @@ def _progress(message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from VoxelDosimetryLib.cli.common import CSV, JSON, PNG, prepare_outputs
+    from VoxelDosimetryLib.cli.common import CSV, JSON, PNG, prepare_outputs, read_as, read_ct, read_input, read_labels
     from VoxelDosimetryLib.errors import InputFormatError, UnitError
-    from VoxelDosimetryLib.io import read_volume
     from VoxelDosimetryLib.voi import plot_dvh, read_label_names, segment_statistics
 
     if args.dvh_samples < 1:
@@ -59,13 +59,18 @@ def run(args: argparse.Namespace) -> int:
     prepare_outputs({"--out": args.out, "--json": None if args.json == "-" else args.json, "--dvh": args.dvh,
                      "--plot": args.plot}, [args.dose, args.ct, args.density, args.labels, args.names],
                     {"--out": CSV, "--json": JSON, "--dvh": CSV, "--plot": PNG})
-    dose = read_volume(args.dose, unit=args.dose_unit)
+    dose = read_input(args.dose, unit=args.dose_unit, option="--dose-unit")
     if dose.quantity == "unknown":
         raise UnitError(f"{args.dose} does not say what it holds; add --dose-unit Gy (dose) or --dose-unit Gy/s "
                         "(dose rate), or the unit it is in (mGy, mGy/h, ...).")
-    labels = read_volume(args.labels, quantity="labels")
-    ct = read_volume(args.ct, quantity="ct") if args.ct else None
-    density = read_volume(args.density, quantity="density") if args.density else None
+    if dose.quantity not in ("dose", "dose_rate"):
+        raise UnitError(f"{args.dose} declares {dose.quantity} ({dose.unit}), not a dose (Gy) or dose rate (Gy/s): "
+                        "give a dose image as --dose. Make one with `voxeldosimetry dose` (--tia gives Gy, "
+                        "--activity gives Gy/s) or the `voxeldosimetry run` pipeline.")
+    labels = read_labels(args.labels)
+    ct = read_ct(args.ct) if args.ct else None
+    density = read_as(args.density, ("density",), "--density", "a mass-density image (g/cm3)") \
+        if args.density else None
     names = read_label_names(args.names) if args.names else None
     if ct is None and density is None:
         _progress("no --ct or --density: masses use 1.0 g/cm3")

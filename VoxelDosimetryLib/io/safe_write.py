@@ -57,8 +57,11 @@ _SESSION: contextvars.ContextVar[OutputSession | None] = contextvars.ContextVar(
 @contextmanager
 def output_session(command: str, inputs: Iterable[str | Path | None] = (), force: bool = False
                    ) -> Iterator[OutputSession]:
-    """Writes inside the block are recorded as made by `command` and may never touch `inputs`."""
-    session = OutputSession(command, [Path(p) for p in inputs if p not in (None, "")], force)
+    """Writes inside the block are recorded as made by `command` and may never touch `inputs` (nor the inputs of
+    an enclosing session: `demo` running the pipeline, `run` reading its config file)."""
+    outer = _SESSION.get()
+    inherited = list(outer.inputs) if outer is not None else []
+    session = OutputSession(command, inherited + [Path(p) for p in inputs if p not in (None, "")], force)
     token = _SESSION.set(session)
     try:
         yield session

@@ -30,7 +30,8 @@ SEED = dict(integer=True, minimum=0, example="42")
 _NUMBERS = {
     "config": {"administered_activity_bq": dict(unit="Bq", positive=True, optional=True),
                "reference_timepoint": dict(integer=True, minimum=0, example="0"),
-               "max_negative_fraction": dict(minimum=0, optional=True, example="0.1")},
+               "max_negative_fraction": dict(minimum=0, optional=True, example="0.1"),
+               "ct_offset_hu": dict(example="-1000")},
     "registration": {"seed": SEED},
     "dose": {"histories": dict(integer=True, positive=True, optional=True), "seed": SEED},
 }
@@ -119,6 +120,7 @@ class PipelineConfig:
     segments: SegmentSettings = field(default_factory=SegmentSettings)
     administered_activity_bq: float | None = None
     max_negative_fraction: float | None = None
+    ct_offset_hu: float = 0.0
     truth_organ_tia_bq_s: dict = field(default_factory=dict)
     notes: dict = field(default_factory=dict)
     data_root: str | None = None

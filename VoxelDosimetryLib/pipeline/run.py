@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from VoxelDosimetryLib.errors import InputFormatError, VoxelDosimetryError
 from VoxelDosimetryLib.io import read_volume, write_volume
-from VoxelDosimetryLib.io.safe_write import check_outputs, output_session, write_json_atomic
+from VoxelDosimetryLib.io.safe_write import OutputPathError, check_outputs, output_session, write_json_atomic
 from VoxelDosimetryLib.pipeline import qc_checks as pipeline_qc
 from VoxelDosimetryLib.pipeline import steps_activity, steps_dose, steps_geometry, steps_tables
 from VoxelDosimetryLib.pipeline.cache import StepCache
@@ -67,6 +69,7 @@ class _Runner:
         self.progress = progress
         self.cancel = cancel
         self.records: dict[str, dict] = {}
+        self.ct_offset_hu = 0.0
         self._volumes: dict[str, Volume] = {}
         total = sum(_WEIGHTS[kind] for _, kind in plan)
         self.spans, done = {}, 0.0
@@ -148,11 +151,16 @@ def _text(value: Any) -> Any:
 
 
 def _read_ct(runner: _Runner, path: Path) -> Volume:
-    """A CT in HU; files that do not say what they hold are taken as HU, other quantities are refused."""
+    """A CT in HU; files that do not say what they hold are taken as HU, other quantities are refused.
+
+    `runner.ct_offset_hu` (config ct_offset_hu) is added first, for files that store HU + 1000 (patient15).
+    """
     volume = runner.read(path)
     if volume.quantity == "unknown":
         volume = volume.replace(quantity="ct", unit="HU")
     volume.require_quantity("ct")
+    if runner.ct_offset_hu:
+        volume = volume.with_array(volume.array.astype(np.float32) + np.float32(runner.ct_offset_hu))
     return volume
 
 
@@ -176,6 +184,9 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, progress: Progress
     out = Path(out_dir)
     inputs = config.input_paths()
     with output_session("run", inputs, force), collect_qc() as qc_log:
+        if out.exists() and not out.is_dir():
+            raise OutputPathError(f"The output {out} is a file; a run writes a folder of results. Give a folder path "
+                                  "(e.g. --out run/).")
         check_outputs({"output folder": out}, inputs)  # before any step: never into an input, never over others' files
         out.mkdir(parents=True, exist_ok=True)
         return _run(config, out, progress, cancel, force, started, qc_log)
@@ -201,6 +212,7 @@ def _run(config: PipelineConfig, out: Path, progress: Progress | None, cancel: C
              if rate_order else [("dose", "dose")])
     plan += [("labels", "labels"), ("tables", "tables"), ("report", "report")]
     runner = _Runner(out, plan, force, progress, cancel)
+    runner.ct_offset_hu = float(config.ct_offset_hu)
     paths: dict[str, Path] = {}
 
     # 1. dose grid and the CT on it ---------------------------------------------------------------------
@@ -220,6 +232,7 @@ def _run(config: PipelineConfig, out: Path, progress: Progress | None, cancel: C
 
     grid_record = runner.step("dose_grid", {"ct": ct_path, "reference_spect": spect_paths[ref]},
                               {"dose_grid": config.dose_grid, "reference_timepoint": ref,
+                               "ct_offset_hu": config.ct_offset_hu,
                                "spect_quantity": _quantity(config, ref)},
                               [paths["ct_on_dose_grid"]], make_grid)
     if grid_record["info"]["fraction_inside_ct"] < 0.999:
@@ -252,6 +265,7 @@ def _run(config: PipelineConfig, out: Path, progress: Progress | None, cancel: C
 
         record = runner.step(name, {"fixed_ct": ct_path, "moving_ct": config.timepoint_ct(i)},
                              {"kind": config.registration.kind, "backend": config.registration.backend,
+                              "ct_offset_hu": config.ct_offset_hu,
                               "seed": config.registration.seed, "options": config.registration.options},
                              [transforms[i], report_path], register)
         paths[f"transform_{tags[i]}"] = transforms[i]
@@ -291,7 +305,8 @@ def _run(config: PipelineConfig, out: Path, progress: Progress | None, cancel: C
         inputs = {"spect": spect_paths[i], "ct_on_dose_grid": paths["ct_on_dose_grid"],
                   "transform": transforms.get(i), "timepoint_ct": config.timepoint_ct(i)}
         record = runner.step(f"activity_{tags[i]}", inputs,
-                             {"calibration": values, "spect_quantity": _quantity(config, i), "nuclide": config.nuclide},
+                             {"calibration": values, "spect_quantity": _quantity(config, i), "nuclide": config.nuclide,
+                              "ct_offset_hu": config.ct_offset_hu},
                              [calibrated, on_grid], activity)
         info = record["info"]
         if info["total_native_bq"] > 0 and info["total_on_dose_grid_bq"] < 0.99 * info["total_native_bq"]:
@@ -424,7 +439,8 @@ def _run(config: PipelineConfig, out: Path, progress: Progress | None, cancel: C
     table_outputs = [paths[k] for k in ("segments_csv", "segments_json", "dvh_csv", "dvh_png",
                                         "segment_activity_csv")]
     segment_params = {"dx_percent": list(config.segments.dx_percent), "dx_cc": list(config.segments.dx_cc),
-                      "vx_gy": list(config.segments.vx_gy), "case_id": config.case_id}
+                      "vx_gy": list(config.segments.vx_gy), "case_id": config.case_id,
+                      "ct_offset_hu": config.ct_offset_hu}
 
     def make_tables(report: Progress) -> dict:
         names = {int(k): v for k, v in json.loads(paths["label_names"].read_text())["names"].items()}
@@ -489,8 +505,6 @@ def _needs_registration(config: PipelineConfig, index: int, reference_ct: Path) 
 
 def _present_names(label_map: Volume, names: Any, names_file: Path | None) -> tuple[dict[int, str], list]:
     """Names of the labels present in the map (explicit names win over the map's own), and named-but-absent ones."""
-    import numpy as np
-
     from VoxelDosimetryLib.voi import read_label_names
     from VoxelDosimetryLib.voi.label_names import default_label_name, label_names_from_metadata, normalise_names
 

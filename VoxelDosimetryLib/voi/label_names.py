@@ -1,8 +1,8 @@
 """Segment names for label values: JSON maps, Slicer .seg.nrrd fields, Slicer colour tables, volume metadata.
 
 Accepted sources (read_label_names picks by extension):
-- JSON ``{"1": "spleen", "2": "kidney_right", ...}`` (TotalSegmentator's class_map_*.json), or a case.json
-  holding that map under "label_names";
+- JSON ``{"1": "spleen", "2": "kidney_right", ...}`` (TotalSegmentator's class_map_*.json), a case.json
+  holding that map under "label_names", or the `run` pipeline's label_names.json (the map under "names");
 - NRRD header (``.seg.nrrd``, ``.nrrd``, ``.nhdr``) with Slicer's ``SegmentN_Name`` / ``SegmentN_LabelValue``;
 - Slicer colour table text (``.txt``, ``.ctbl``): lines ``value name r g b a``, ``#`` comments.
 A label without a name is called ``label_<n>`` (default_label_name).
@@ -80,6 +80,8 @@ def _read_json(path: Path) -> dict[int, str]:
         raise InputFormatError(f"Cannot read label names from {path}: {exc}. Fix the JSON.") from None
     if isinstance(content, dict) and isinstance(content.get("label_names"), dict):
         content = content["label_names"]
+    elif isinstance(content, dict) and isinstance(content.get("names"), dict):
+        content = content["names"]  # the `run` pipeline's label_names.json: {"source", "names", "named_but_absent"}
     if not isinstance(content, dict):
         raise InputFormatError(f"{path}: label names must be a JSON object {{\"1\": \"spleen\", ...}}, "
                                f"got {type(content).__name__}.")
