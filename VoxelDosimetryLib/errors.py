@@ -14,6 +14,18 @@ class UnitError(VoxelDosimetryError, ValueError):
     """A quantity or unit is unknown, missing or incompatible."""
 
 
+class QuantityMismatchError(UnitError):
+    """A volume holds another quantity than the operation needs (`expected`; `found`: its quantity and unit).
+
+    Raised by Volume.require_quantity; a command catches it to name its own fix (e.g. `dose` for counts).
+    """
+
+    def __init__(self, message: str, expected: tuple = (), found: tuple = ("unknown", "unknown")) -> None:
+        super().__init__(message)
+        self.expected = tuple(expected)
+        self.found = tuple(found)
+
+
 class InputFormatError(VoxelDosimetryError, ValueError):
     """A file or array cannot be read or is malformed."""
 

@@ -420,7 +420,7 @@ def _(ctx):
 
 @case("dose-histories-in-e-notation-parses", 0, r"^(?!.*error)")
 def _(ctx):
-    return dose_argv(ctx, ctx.act(), "led", "--histories", "2e6")
+    return dose_argv(ctx, ctx.act(), "mc", "--histories", "1e3", "--device", "cpu")
 
 
 @case("dose-histories-not-an-integer", 2, r"voxeldosimetry dose: error: argument --histories: .*2\.5", console=True)
@@ -512,7 +512,8 @@ def _(ctx):
 
 
 # --- register ------------------------------------------------------------------------------------------------
-@case("register-transform-unsupported-extension", 1, r"error: .*--out-transform .*\.tfm.*transform\.nrrd")
+@case("register-transform-unsupported-extension", 1,
+      r"error: Output path problem.*--out-transform .*transform\.nrrd: unsupported extension '\.nrrd'; use \.tfm")
 def _(ctx):
     return ["register", "--fixed", ctx.ct(), "--moving", ctx.put("moving.nrrd", "ct"), "--out-transform",
             ctx.o("transform.nrrd")]
@@ -698,6 +699,205 @@ def _(ctx):
 @case("gate-export-without-inputs", 1, r"error: Give --case CASE_DIR, or both --ct")
 def _(ctx):
     return ["gate", "export", "--out", ctx.o("gate")]
+
+
+# --- declared quantities and units win over options (docs/RELIABILITY.md) -----------------------------------
+def _dose_rate(ctx) -> str:
+    """d3.nrrd: a dose-rate image that declares Gy/s."""
+    return ctx.put("d3.nrrd", _vol(ctx.assets.activity.array * 1e-6, "dose_rate", "Gy/s"))
+
+
+def _not_overridden(ctx, out, err):
+    assert "Options only fill in what a file does not say" in err, err
+    assert not list(ctx.out.glob("*.nrrd")) and not list(ctx.out.glob("*.csv")), "an output was written"
+
+
+@case("convert-unit-contradicts-the-file", 1, r"error: \S*d3\.nrrd declares dose_rate \(Gy/s\), but --unit says "
+      r"mGy/s \(reading its values as mGy/s would make them 1000 times lower\).*use --to-unit mGy/s",
+      check=_not_overridden)
+def _(ctx):
+    return ["convert", _dose_rate(ctx), ctx.o("o.nrrd"), "--unit", "mGy/s"]
+
+
+@case("convert-quantity-contradicts-the-file", 1, r"error: \S*ct\.nrrd declares ct \(HU\), but --quantity says dose "
+      r"and --unit says Gy\..*add --relabel", check=_not_overridden)
+def _(ctx):
+    return ["convert", ctx.ct(), ctx.o("o.nrrd"), "--quantity", "dose", "--unit", "Gy"]
+
+
+def _relabelled(ctx, out, err):
+    volume = read_volume(ctx.out / "o.nrrd")
+    assert (volume.quantity, volume.unit) == ("dose", "Gy")
+    np.testing.assert_array_equal(volume.array, ctx.assets.ct.array)  # values unchanged
+
+
+@case("convert-relabel-replaces-the-declaration", 0, r"relabelled \S*ct\.nrrd as dose \(Gy\); the values are "
+      r"unchanged", check=_relabelled)
+def _(ctx):
+    return ["convert", ctx.ct(), ctx.o("o.nrrd"), "--relabel", "--quantity", "dose", "--unit", "Gy"]
+
+
+@case("convert-relabel-without-quantity-or-unit", 1, r"error: --relabel replaces .*give at least one of them")
+def _(ctx):
+    return ["convert", ctx.ct(), ctx.o("o.nrrd"), "--relabel"]
+
+
+def _filled(quantity: str, unit: str):
+    def check(ctx, out, err):
+        volume = read_volume(ctx.out / "o.nrrd")
+        assert (volume.quantity, volume.unit) == (quantity, unit)
+    return check
+
+
+@case("convert-unit-fills-an-unlabelled-file", 0, r"converted", check=_filled("dose", "mGy"))
+def _(ctx):
+    return ["convert", ctx.put("bare.nrrd", _vol(ctx.assets.dose.array)), ctx.o("o.nrrd"), "--unit", "mGy"]
+
+
+@case("convert-options-equal-to-the-file-accepted", 0, r"converted", check=_filled("activity_concentration", "Bq/mL"))
+def _(ctx):
+    return ["convert", ctx.act(), ctx.o("o.nrrd"), "--quantity", "activity_concentration", "--unit", "Bq/ml"]
+
+
+@case("convert-activity-to-a-dicom-folder", 1, r"error: OUT \S*dicom_out .*DICOM output is a CT image series only "
+      r"for now.*NRRD \(\.nrrd\) or NIfTI \(\.nii\.gz\)")
+def _(ctx):
+    return ["convert", ctx.act(), ctx.o("dicom_out")]
+
+
+def _no_cli_option_named(*names: str):
+    def check(ctx, out, err):
+        for name in names:
+            assert name not in err, f"the message names {name!r}, which is no option of this command: {err}"
+    return check
+
+
+@case("convert-dicom-slice-gap", 1, r"error: .*does not have uniform slice spacing.*missing slice.*Re-export the "
+      r"complete series.*there is no command-line option for it", check=_no_cli_option_named("--spacing"))
+def _(ctx):
+    folder = Path(ctx.put("ct_dicom", "ct"))
+    sorted(folder.glob("*.dcm"))[4].unlink()
+    return ["convert", str(folder), ctx.o("x.nrrd")]
+
+
+@case("voi-dose-unit-contradicts-the-file", 1, r"error: \S*d3\.nrrd declares dose_rate \(Gy/s\), but --dose-unit "
+      r"says Gy\. .*Drop --dose-unit", check=_not_overridden)
+def _(ctx):
+    return ["voi", "--dose", _dose_rate(ctx), "--dose-unit", "Gy", "--labels", ctx.put("labels.nrrd"), "--out",
+            ctx.o("table.csv")]
+
+
+@case("voi-dose-unit-scaled-contradicts-the-file", 1, r"error: \S*d3\.nrrd declares dose_rate \(Gy/s\), but "
+      r"--dose-unit says mGy/s \(reading its values as mGy/s would make them 1000 times lower\)")
+def _(ctx):
+    return ["voi", "--dose", _dose_rate(ctx), "--dose-unit", "mGy/s", "--labels", ctx.put("labels.nrrd"), "--out",
+            ctx.o("table.csv")]
+
+
+@case("voi-dose-unit-equal-to-the-file-accepted", 0, r"^(?!.*error)")
+def _(ctx):
+    return ["voi", "--dose", _dose_rate(ctx), "--dose-unit", "Gy/s", "--labels", ctx.put("labels.nrrd"), "--out",
+            ctx.o("table.csv")]
+
+
+@case("voi-labels-declared-activity", 1, r"error: \S*act\.nrrd declares activity_concentration \(Bq/mL\), but "
+      r"--labels needs a label map")
+def _(ctx):
+    return ["voi", "--dose", ctx.put("dose.nrrd"), "--labels", ctx.act(), "--out", ctx.o("table.csv")]
+
+
+@case("voi-dose-is-an-activity-map", 1, r"error: \S*act\.nrrd declares activity_concentration \(Bq/mL\), not a dose "
+      r"\(Gy\) or dose rate \(Gy/s\).*voxeldosimetry dose", check=_no_cli_option_named("--quantity"))
+def _(ctx):
+    return ["voi", "--dose", ctx.act(), "--labels", ctx.put("labels.nrrd"), "--out", ctx.o("table.csv")]
+
+
+def _names_used(ctx, out, err):
+    table = (ctx.out / "table.csv").read_text(encoding="utf-8")
+    assert "tumour" in table and "node" in table, table
+
+
+@case("voi-names-from-a-run-label-names-json", 0, r"^(?!.*error)", check=_names_used)
+def _(ctx):
+    document = {"source": "labels.nrrd", "names": {"1": "tumour", "2": "node"}, "named_but_absent": []}
+    return ["voi", "--dose", ctx.put("dose.nrrd"), "--labels", ctx.put("labels.nrrd"), "--names",
+            _names(ctx, document), "--out", ctx.o("table.csv")]
+
+
+@case("tia-quantity-contradicts-a-ct-file", 1, r"error: \S*ct\.nrrd declares ct \(HU\), but --quantity says "
+      r"activity_concentration")
+def _(ctx):
+    return ["tia", "--image", ctx.ct(), "--time-h", "4", "--quantity", "activity_concentration", "--out",
+            ctx.o("tia.nrrd")]
+
+
+@case("dose-counts-given-as-activity", 1, r"error: \S*spect_counts\.nrrd holds counts \(counts\), but --activity "
+      r"needs activity concentration \(Bq/mL\)\. Counts must be calibrated first: `voxeldosimetry tia .*"
+      r"--sensitivity-cps-per-mbq.*voxeldosimetry run.*voxeldosimetry convert \S*spect_counts\.nrrd COPY\.nrrd "
+      r"--relabel --quantity activity_concentration --unit Bq/mL", check=_no_cli_option_named("e.g. --quantity"))
+def _(ctx):
+    counts = _vol(ctx.assets.activity.array, "counts", "counts")
+    return dose_argv(ctx, ctx.put("spect_counts.nrrd", counts))
+
+
+@case("dose-unlabelled-activity", 1, r"error: \S*bare_act\.nrrd does not say what it holds, but --activity needs "
+      r"activity concentration \(Bq/mL\)\. .*voxeldosimetry convert \S*bare_act\.nrrd COPY\.nrrd --quantity "
+      r"activity_concentration --unit Bq/mL.*--total-activity-mbq")
+def _(ctx):
+    return dose_argv(ctx, ctx.put("bare_act.nrrd", _vol(ctx.assets.activity.array)))
+
+
+@case("dose-histories-with-a-deterministic-method", 1, r"error: --histories applies to stochastic methods \(mc\); "
+      r"led is deterministic")
+def _(ctx):
+    return dose_argv(ctx, ctx.act(), "led", "--histories", "1e6")
+
+
+@case("dose-mc-histories-below-the-batches", 1, r"error: --histories must be at least 10 \(the uncertainty is "
+      r"estimated from 10 batches\)", check=_no_cli_option_named("n_batches"))
+def _(ctx):
+    return dose_argv(ctx, ctx.act(), "mc", "--histories", "1", "--device", "cpu")
+
+
+@case("register-moving-spect-without-out-spect", 1, r"error: --moving-spect needs --out-spect")
+def _(ctx):
+    return ["register", "--fixed", ctx.ct(), "--moving", ctx.put("moving.nrrd", "ct"), "--moving-spect", ctx.act(),
+            "--out-transform", ctx.o("t.tfm")]
+
+
+@case("register-all-output-problems-in-one-message", 1, r"error: Output path problem\(s\), found before any work "
+      r"started: --out-transform \S*t\.nrrd: unsupported extension '\.nrrd'.*; --out-ct \S*moving\.nrrd: would "
+      r"overwrite the input")
+def _(ctx):
+    moving = ctx.put("moving.nrrd", "ct")
+    return ["register", "--fixed", ctx.ct(), "--moving", moving, "--out-transform", ctx.o("t.nrrd"), "--out-ct", moving]
+
+
+@case("register-spect-quantity-contradicts-the-file", 1, r"error: \S*act\.nrrd declares activity_concentration "
+      r"\(Bq/mL\), but --spect-quantity says counts")
+def _(ctx):
+    return ["register", "--fixed", ctx.ct(), "--moving", ctx.put("moving.nrrd", "ct"), "--moving-spect", ctx.act(),
+            "--spect-quantity", "counts", "--out-transform", ctx.o("t.tfm"), "--out-spect", ctx.o("spect.nrrd")]
+
+
+@case("compare-quantity-contradicts-the-files", 1, r"error: \S*reference\.nrrd declares dose \(Gy\), but --quantity "
+      r"says dose_rate")
+def _(ctx):
+    return ["compare", "--test", ctx.put("test.nrrd", "dose"), "--reference", ctx.put("reference.nrrd", "dose"),
+            "--quantity", "dose_rate", "--out", ctx.o("report.md")]
+
+
+@case("compare-labels-declared-dose", 1, r"error: \S*labels_dose\.nrrd declares dose \(Gy\), but --labels needs a "
+      r"label map")
+def _(ctx):
+    return ["compare", "--test", ctx.put("test.nrrd", "dose"), "--reference", ctx.put("reference.nrrd", "dose"),
+            "--labels", ctx.put("labels_dose.nrrd", "dose"), "--out", ctx.o("report.md")]
+
+
+@case("gate-export-ct-declared-activity", 1, r"voxeldosimetry gate export: error: \S*act\.nrrd declares "
+      r"activity_concentration \(Bq/mL\), but --ct needs a CT in HU")
+def _(ctx):
+    return ["gate", "export", "--ct", ctx.act(), "--activity", ctx.act("source.nrrd"), "--out", ctx.o("gate")]
 
 
 # --- demo ----------------------------------------------------------------------------------------------------

@@ -92,7 +92,7 @@ def test_register_refuses_bad_input(case, capsys):
     assert rc == 1 and "--moving-spect" in capsys.readouterr().err
     rc = main(["register", "--fixed", str(paths["spect"]), "--moving", str(paths["moving"]),
                "--out-transform", str(folder / "t.tfm")])
-    assert rc == 1 and "quantity ct" in capsys.readouterr().err
+    assert rc == 1 and "--fixed needs a CT in HU" in capsys.readouterr().err
     rc = main(["register", "--fixed", str(paths["fixed"]), "--moving", str(paths["moving"]),
                "--out-transform", str(folder / "t.nrrd")])
     assert rc == 1 and ".tfm" in capsys.readouterr().err

@@ -74,7 +74,7 @@ def test_voi_errors_exit_1_with_a_message(case, capsys):
     activity = write_volume(Volume(np.ones((2, 10, 10)), spacing=(4, 4, 4), quantity="activity_concentration"),
                             folder / "act.nrrd")
     assert main(["voi", "--dose", str(activity), "--labels", str(f["labels"]), "--out", str(folder / "x.csv")]) == 1
-    assert "dose or dose_rate" in capsys.readouterr().err
+    assert "not a dose (Gy) or dose rate (Gy/s)" in capsys.readouterr().err
     assert main(["voi", "--dose", str(f["dose"]), "--labels", str(folder / "nope.nrrd"),
                  "--out", str(folder / "x.csv")]) == 1
     assert "No such file" in capsys.readouterr().err

@@ -269,3 +269,11 @@ def test_a_ct_stored_as_hu_plus_1000_gives_the_same_run_with_ct_offset_hu(case_f
     for row in result.segment_rows:
         assert row["mass_g"] == pytest.approx(reference[row["name"]]["mass_g"], rel=1e-6)
         assert row["mean_gy"] == pytest.approx(reference[row["name"]]["mean_gy"], rel=1e-6)
+
+
+def test_a_label_map_that_declares_another_quantity_is_refused(case_folder, tmp_path):
+    from VoxelDosimetryLib.errors import UnitError
+
+    config = PipelineConfig.from_case(case_folder).with_changes(segments={"labels": str(case_folder / "spect_4h.nrrd")})
+    with pytest.raises(UnitError, match="not a label map"):
+        run_pipeline(config, tmp_path / "out")

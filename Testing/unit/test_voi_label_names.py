@@ -36,6 +36,14 @@ def test_case_json_label_names_key(tmp_path):
     assert read_label_names(path) == {3: "liver"}
 
 
+def test_run_pipeline_label_names_document(tmp_path):
+    """The `run` pipeline writes grid/label_names.json as {"source", "names", "named_but_absent"}."""
+    path = tmp_path / "label_names.json"
+    path.write_text(json.dumps({"source": "labels.nrrd", "names": {"1": "liver", "5": "tumour"},
+                                "named_but_absent": ["7"]}))
+    assert read_label_names(path) == {1: "liver", 5: "tumour"}
+
+
 def test_slicer_segmentation_nrrd_header_and_metadata(tmp_path):
     path = _write_seg_nrrd(tmp_path / "seg.seg.nrrd")
     assert read_label_names(path) == {4: "left kidney", 9: "tumour"}

@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from VoxelDosimetryLib.pipeline import PipelineConfig, run_pipeline
 
     out = Path(args.out)
-    prepare_outputs({"--out (case folder)": out / "case"}, [args.from_ct, args.labels, args.names])
+    case_folder = "" if args.out == "" else out / "case"  # an empty --out is refused, not taken as "."
+    prepare_outputs({"--out (case folder)": case_folder}, [args.from_ct, args.labels, args.names])
     if args.from_ct:
         if not (args.labels and args.names):
             raise InputFormatError("--from-ct needs --labels (organ label map) and --names (label names JSON).")

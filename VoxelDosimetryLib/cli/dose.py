@@ -24,7 +24,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="output dose image")
     parser.add_argument("--uncertainty", help="output relative uncertainty image (stochastic methods)")
     parser.add_argument("--histories", type=integer_type(positive=True),
-                        help="number of decays to simulate (Monte Carlo), e.g. 1e6")
+                        help="number of decays to simulate (stochastic methods only, e.g. mc), e.g. 1e6")
     parser.add_argument("--seed", type=integer_type(minimum=0, example="42"), default=0,
                         help="random seed (stochastic methods)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -90,30 +90,69 @@ def _scaled_source(path: str, quantity: str, total: float | None, total_unit: st
     return volume.with_array(per_ml.astype(np.float32), quantity=quantity, unit=canonical)
 
 
+def _source_fix(path: str, option: str, wanted: str, found: str) -> str:
+    """What to do when the --activity/--tia file holds `found` instead of `wanted` (this command's own options)."""
+    unit = "Bq/mL" if wanted == "activity_concentration" else "Bq*s/mL"
+    total = "--total-activity-mbq" if option == "--activity" else "--total-tia-mbq-h"
+    relabel = f"voxeldosimetry convert {path} COPY.nrrd --quantity {wanted} --unit {unit}"
+    if found == "counts":
+        return ("Counts must be calibrated first: `voxeldosimetry tia --image FILE --time-h H ... "
+                "--sensitivity-cps-per-mbq S --counts-duration-s D` gives a TIA map for --tia, and the "
+                f"`voxeldosimetry run` pipeline calibrates and integrates the timepoints; {total} uses the file as "
+                f"a relative map scaled to a known total; if the file really holds {unit}, relabel a copy: "
+                + relabel.replace(" --quantity", " --relabel --quantity"))
+    if found == "unknown":
+        return (f"State what it holds by writing a labelled copy: {relabel} (or the unit it is in), or use it as "
+                f"a relative map with {total}")
+    if option == "--activity" and found == "tia_concentration":
+        return "It is a time-integrated activity map: give it as --tia (the result is then a dose in Gy)"
+    if option == "--tia" and found == "activity_concentration":
+        return ("It is an activity map: give it as --activity (dose rate in Gy/s), or integrate the timepoints "
+                "into a TIA map first with `voxeldosimetry tia`")
+    if found in ("activity", "tia"):
+        return (f"It holds a total per voxel, not a concentration: use it as a relative map with {total}, or "
+                "divide it by the voxel volume (mL) first")
+    return f"Give the {wanted.replace('_', ' ')} map ({unit}) as {option}"
+
+
 def run(args: argparse.Namespace) -> int:
     from VoxelDosimetryLib.cli.common import VOLUME_EXTENSIONS, prepare_outputs, progress_printer
-    from VoxelDosimetryLib.dose import DoseRequest, compute_dose, get_dose_method
-    from VoxelDosimetryLib.errors import InputFormatError
+    from VoxelDosimetryLib.dose import DoseRequest, available_dose_methods, compute_dose, get_dose_method
+    from VoxelDosimetryLib.errors import InputFormatError, QuantityMismatchError
     from VoxelDosimetryLib.geometry import resample_to
     from VoxelDosimetryLib.io import write_volume
 
     method = get_dose_method(args.method)
     if args.uncertainty and not method.provides_uncertainty:
         raise InputFormatError(f"Method {method.name!r} gives no uncertainty map; drop --uncertainty.")
+    if args.histories is not None and not method.stochastic:
+        stochastic = ", ".join(m.name for m in available_dose_methods() if m.stochastic) or "none is registered"
+        raise InputFormatError(f"--histories applies to stochastic methods ({stochastic}); {method.name} is "
+                               "deterministic: drop --histories.")
     prepare_outputs({"--out": args.out, "--uncertainty": args.uncertainty}, [args.activity, args.tia, args.ct],
                     {"--out": VOLUME_EXTENSIONS, "--uncertainty": VOLUME_EXTENSIONS})
     _progress = progress_printer("dose")
     ct = _read_ct(args.ct, args.ct_offset_hu)
-    if args.activity:
-        if args.total_tia_mbq_h is not None:
-            raise InputFormatError("--total-tia-mbq-h goes with --tia; use --total-activity-mbq with --activity.")
-        source = _scaled_source(args.activity, "activity_concentration", args.total_activity_mbq, "MBq",
-                                args.max_negative_fraction)
-    else:
-        if args.total_activity_mbq is not None:
-            raise InputFormatError("--total-activity-mbq goes with --activity; use --total-tia-mbq-h with --tia.")
-        source = _scaled_source(args.tia, "tia_concentration", args.total_tia_mbq_h, "MBq*h",
-                                args.max_negative_fraction)
+    try:
+        if args.activity:
+            if args.total_tia_mbq_h is not None:
+                raise InputFormatError("--total-tia-mbq-h goes with --tia; use --total-activity-mbq with --activity.")
+            source = _scaled_source(args.activity, "activity_concentration", args.total_activity_mbq, "MBq",
+                                    args.max_negative_fraction)
+        else:
+            if args.total_activity_mbq is not None:
+                raise InputFormatError("--total-activity-mbq goes with --activity; use --total-tia-mbq-h with --tia.")
+            source = _scaled_source(args.tia, "tia_concentration", args.total_tia_mbq_h, "MBq*h",
+                                    args.max_negative_fraction)
+    except QuantityMismatchError as exc:  # name this command's own fix, not the library's generic one
+        option, path, wanted = (("--activity", args.activity, "activity_concentration") if args.activity
+                                else ("--tia", args.tia, "tia_concentration"))
+        found, found_unit = exc.found
+        holds = "does not say what it holds" if found == "unknown" else f"holds {found} ({found_unit})"
+        raise QuantityMismatchError(
+            f"{path} {holds}, but {option} needs {wanted.replace('_', ' ')} "
+            f"({'Bq/mL' if args.activity else 'Bq*s/mL'}). {_source_fix(path, option, wanted, found)}.",
+            expected=exc.expected, found=exc.found) from None
     difference = source.grid.mismatch(ct.grid)
     if difference is not None:
         _progress(0.0, f"resampling the source onto the CT grid ({difference})")

@@ -215,7 +215,8 @@ def write_dicom_ct_series(volume: Volume, folder: str | os.PathLike, *, series_d
         raise InputFormatError(f"write_dicom_ct_series needs a Volume, got {type(volume).__name__}.")
     if volume.quantity not in ("ct", "unknown"):
         raise UnitError(f"write_dicom_ct_series writes CT numbers (HU); this volume holds {volume.quantity!r} "
-                        f"({volume.unit}). Write dose/activity as NRRD or DICOM RT Dose instead.")
+                        f"({volume.unit}). DICOM output is a CT image series only for now (no RT Dose or NM writer); "
+                        "write it as NRRD (.nrrd) or NIfTI (.nii.gz) instead.")
     hu = volume.to_unit("HU").array if volume.quantity == "ct" else volume.array
     stored, slope, intercept = _encode_hu(hu, rescale_slope, rescale_intercept)
 

@@ -112,9 +112,10 @@ def stack_geometry(sources: Sequence[DicomSource], spacing_tolerance_mm: float =
                 for k in bad[:5])
             raise InputFormatError(
                 f"The {what} does not have uniform slice spacing: the usual step is {median:.4f} mm but {len(bad)} "
-                f"step(s) differ by more than {spacing_tolerance_mm} mm: {examples}. Re-export the complete series; "
-                "or, for a small known irregularity, pass a larger spacing_tolerance_mm (the mean spacing is then "
-                "used); or resample the slices to a regular grid first.")
+                f"step(s) differ by more than {spacing_tolerance_mm} mm: {examples}. Re-export the complete series, "
+                "or resample the slices to a regular grid first. (For a small known irregularity, the Python readers "
+                "io.dicom_ct.read_dicom_ct_series and io.dicom_nm.read_dicom_spect accept a larger "
+                "spacing_tolerance_mm= and then use the mean spacing; there is no command-line option for it.)")
         dz = float((proj[-1] - proj[0]) / (n - 1))
         in_plane = (positions - positions[0]) - np.outer(proj - proj[0], normal)
         shear = float(np.max(np.linalg.norm(in_plane, axis=1)))

@@ -261,8 +261,9 @@ def _check_label(quantity: str, unit: str, where: str) -> None:
         canonical_unit(unit)
         check_unit_for_quantity(quantity, unit)
     except UnitError as exc:
-        raise UnitError(f"{where}: {exc} Pass quantity=/unit= (CLI --quantity/--unit) to set them "
-                        "explicitly.") from None
+        raise UnitError(f"{where}: {exc} Pass quantity=/unit= to read_volume to set them explicitly (command "
+                        "line: voxeldosimetry convert IN OUT --relabel --quantity Q --unit U writes a corrected "
+                        "copy).") from None
 
 
 def resolve_quantity_unit(file_quantity: str | None, file_unit: str | None, stated_by: str,

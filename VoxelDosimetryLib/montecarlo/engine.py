@@ -154,7 +154,9 @@ class MonteCarloEngine:
         if n_batches < 2:
             raise InputFormatError("n_batches must be >= 2 for the batch uncertainty (10 or more recommended).")
         if histories < n_batches:
-            raise InputFormatError(f"histories ({histories}) must be at least n_batches ({n_batches}).")
+            raise InputFormatError(f"--histories must be at least {n_batches} (the uncertainty is estimated from "
+                                   f"{n_batches} batches); got {histories}. In a pipeline config: dose.histories; "
+                                   "in Python: histories=.")
         if int(batch_size) < 1:
             raise InputFormatError("batch_size must be >= 1.")
         dev = self.device

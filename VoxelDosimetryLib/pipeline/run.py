@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from VoxelDosimetryLib.errors import InputFormatError, VoxelDosimetryError
+from VoxelDosimetryLib.errors import InputFormatError, UnitError, VoxelDosimetryError
 from VoxelDosimetryLib.io import read_volume, write_volume
 from VoxelDosimetryLib.io.safe_write import OutputPathError, check_outputs, output_session, write_json_atomic
 from VoxelDosimetryLib.pipeline import qc_checks as pipeline_qc
@@ -164,6 +164,16 @@ def _read_ct(runner: _Runner, path: Path) -> Volume:
     return volume
 
 
+def _read_labels(runner: _Runner, path: Path) -> Volume:
+    """A label map; files that do not say what they hold are taken as labels, other quantities are refused."""
+    volume = runner.read(path)
+    if volume.quantity not in ("unknown", "labels", "mask"):
+        raise UnitError(f"segments.labels {path} holds {volume.quantity} ({volume.unit}), not a label map. Give the "
+                        "segmentation (integer labels, 0 = background), e.g. a TotalSegmentator output or a Slicer "
+                        ".seg.nrrd.")
+    return volume if volume.quantity == "labels" else volume.replace(quantity="labels", unit="label")
+
+
 def _tag(time_h: float) -> str:
     return f"{float(time_h):g}h"
 
@@ -187,7 +197,8 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, progress: Progress
         if out.exists() and not out.is_dir():
             raise OutputPathError(f"The output {out} is a file; a run writes a folder of results. Give a folder path "
                                   "(e.g. --out run/).")
-        check_outputs({"output folder": out}, inputs)  # before any step: never into an input, never over others' files
+        # before any step: never into an input, never over others' files (out_dir as given: "" is refused)
+        check_outputs({"output folder": out_dir}, inputs)
         out.mkdir(parents=True, exist_ok=True)
         return _run(config, out, progress, cancel, force, started, qc_log)
 
@@ -412,7 +423,7 @@ def _run(config: PipelineConfig, out: Path, progress: Progress | None, cancel: C
             names, absent = {steps_geometry.BODY_LABEL: steps_geometry.BODY_NAME}, []
             source = "automatic body segment (CT > -500 HU, largest component, holes filled)"
         else:
-            label_map = runner.read(labels_source, quantity="labels")
+            label_map = _read_labels(runner, labels_source)
             on_grid = steps_geometry.labels_on_grid(label_map, grid_ct.grid)
             names, absent = _present_names(label_map, names_param, names_file)
             source = str(labels_source)
@@ -444,7 +455,7 @@ def _run(config: PipelineConfig, out: Path, progress: Progress | None, cancel: C
 
     def make_tables(report: Progress) -> dict:
         names = {int(k): v for k, v in json.loads(paths["label_names"].read_text())["names"].items()}
-        label_map = runner.read(labels_source, quantity="labels") if labels_source else \
+        label_map = _read_labels(runner, labels_source) if labels_source else \
             runner.read(paths["labels_on_dose_grid"])
         on_grid = runner.read(paths["labels_on_dose_grid"])
         label_map = _only_named(label_map, names)

@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from VoxelDosimetryLib.errors import GridMismatchError, InputFormatError, UnitError
+from VoxelDosimetryLib.errors import GridMismatchError, InputFormatError, QuantityMismatchError
 from VoxelDosimetryLib.volume.units import check_unit_for_quantity, conversion_factor, get_quantity
 
 # Geometry tolerances used to decide whether two grids are "the same" (mm and direction cosines).
@@ -175,8 +175,10 @@ class Volume:
 
     def require_quantity(self, *quantities: str) -> None:
         if self.quantity not in quantities:
-            raise UnitError(f"Expected a volume of quantity {' or '.join(quantities)}, got {self.quantity!r} "
-                            f"({self.unit}). Set the quantity when loading it (e.g. --quantity) or convert it first.")
+            raise QuantityMismatchError(
+                f"Expected a volume of quantity {' or '.join(quantities)}, got {self.quantity!r} ({self.unit}). Give "
+                "a volume of that quantity; a file that does not say what it holds is labelled when read "
+                "(read_volume(path, quantity=...)).", expected=quantities, found=(self.quantity, self.unit))
 
     def require_same_grid(self, other: "Volume", what: str = "volumes") -> None:
         """Raise GridMismatchError naming the difference when `other` is on another grid."""
