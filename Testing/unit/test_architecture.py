@@ -417,7 +417,7 @@ def test_selftest_an_upward_import_is_detected(tree):
     _write(tree, {"VoxelDosimetryLib/io/writer.py": "import numpy\nfrom VoxelDosimetryLib.pipeline.run import run\n"})
     problems = _problems(tree)
     assert problems == [f"VoxelDosimetryLib/io/writer.py:2: io → pipeline (imports VoxelDosimetryLib.pipeline.run); "
-                        f"io may import only volume, io and the base modules"], problems
+                        "io may import only volume, io and the base modules"], problems
 
 
 def test_selftest_a_lazy_import_inside_a_function_is_detected(tree):

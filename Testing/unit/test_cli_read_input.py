@@ -1,4 +1,4 @@
-"""cli/common.read_input and read_as: a file's own quantity/unit win; options only fill in what it does not say."""
+"""cli/inputs.read_input and read_as: a file's own quantity/unit win; options only fill in what it does not say."""
 from __future__ import annotations
 
 import nrrd
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from VoxelDosimetryLib.cli.common import declared_labels, read_ct, read_input, read_labels
+from VoxelDosimetryLib.cli.inputs import declared_labels, read_ct, read_input, read_labels
 from VoxelDosimetryLib.errors import UnitError
 from VoxelDosimetryLib.io import write_volume
 from VoxelDosimetryLib.volume import Volume

@@ -54,7 +54,7 @@ def read_names(path: str | None) -> dict:
 
 
 def _read_dose(path: str, args: argparse.Namespace):
-    from VoxelDosimetryLib.cli.common import read_input
+    from VoxelDosimetryLib.cli.inputs import read_input
     from VoxelDosimetryLib.errors import InputFormatError
 
     volume = read_input(path, args.quantity, args.unit)
@@ -65,7 +65,8 @@ def _read_dose(path: str, args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from VoxelDosimetryLib.cli.common import MARKDOWN, prepare_outputs, read_ct, read_labels, say
+    from VoxelDosimetryLib.cli.common import MARKDOWN, prepare_outputs, say
+    from VoxelDosimetryLib.cli.inputs import read_ct, read_labels
     from VoxelDosimetryLib.metrics import compare_doses, write_report
     from VoxelDosimetryLib.metrics.report import metrics_document, report_files
 

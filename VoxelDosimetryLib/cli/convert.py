@@ -27,7 +27,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from VoxelDosimetryLib.cli.common import FOLDER, VOLUME_EXTENSIONS, prepare_outputs, read_input, say
+    from VoxelDosimetryLib.cli.common import FOLDER, VOLUME_EXTENSIONS, prepare_outputs, say
+    from VoxelDosimetryLib.cli.inputs import read_input
     from VoxelDosimetryLib.errors import InputFormatError, UnitError
     from VoxelDosimetryLib.io import write_volume
     from VoxelDosimetryLib.io.volume_io import format_for_path

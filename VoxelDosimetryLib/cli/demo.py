@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    from VoxelDosimetryLib.volume.numbers import integer_type, number_type
+    from VoxelDosimetryLib.volume.numbers import integer_type
 
     parser = sub.add_parser(
         "demo", help="generate a four-timepoint Lu-177 case and run the pipeline on it",

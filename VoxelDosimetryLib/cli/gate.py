@@ -88,7 +88,8 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from VoxelDosimetryLib.cli.common import FOLDER, prepare_outputs, read_ct, say
+    from VoxelDosimetryLib.cli.common import FOLDER, prepare_outputs, say
+    from VoxelDosimetryLib.cli.inputs import read_ct
     from VoxelDosimetryLib.errors import InputFormatError
     from VoxelDosimetryLib.io import read_volume
     from VoxelDosimetryLib.montecarlo.gate_export import (OpenGateUnavailableError, build_gate_simulation,

@@ -6,7 +6,7 @@ import json
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    from VoxelDosimetryLib.volume.numbers import integer_type, number_type
+    from VoxelDosimetryLib.volume.numbers import integer_type
 
     parser = sub.add_parser(
         "register", help="register a timepoint's CT to the reference CT and move its SPECT along",
@@ -46,13 +46,14 @@ def _progress(fraction: float, message: str) -> None:
 
 def _read_ct(path, option: str):
     """A CT volume: files that do not say what they hold are taken as HU; other quantities are refused."""
-    from VoxelDosimetryLib.cli.common import read_ct
+    from VoxelDosimetryLib.cli.inputs import read_ct
 
     return read_ct(path, option)
 
 
 def run(args: argparse.Namespace) -> int:
-    from VoxelDosimetryLib.cli.common import JSON, VOLUME_EXTENSIONS, prepare_outputs, read_input, say
+    from VoxelDosimetryLib.cli.common import JSON, VOLUME_EXTENSIONS, prepare_outputs, say
+    from VoxelDosimetryLib.cli.inputs import read_input
     from VoxelDosimetryLib.errors import InputFormatError
     from VoxelDosimetryLib.io import read_volume, write_volume
     from VoxelDosimetryLib.io.safe_write import write_text_atomic

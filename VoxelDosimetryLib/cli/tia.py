@@ -85,7 +85,8 @@ def _calibrate(volume, path: str, args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from VoxelDosimetryLib.cli.common import JSON, VOLUME_EXTENSIONS, prepare_outputs, read_input, say
+    from VoxelDosimetryLib.cli.common import JSON, VOLUME_EXTENSIONS, prepare_outputs, say
+    from VoxelDosimetryLib.cli.inputs import read_input
     from VoxelDosimetryLib.errors import InputFormatError
     from VoxelDosimetryLib.io import write_volume
     from VoxelDosimetryLib.io.safe_write import write_text_atomic

@@ -50,7 +50,8 @@ def _progress(message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from VoxelDosimetryLib.cli.common import CSV, JSON, PNG, prepare_outputs, read_as, read_ct, read_input, read_labels
+    from VoxelDosimetryLib.cli.common import CSV, JSON, PNG, prepare_outputs
+    from VoxelDosimetryLib.cli.inputs import read_as, read_ct, read_input, read_labels
     from VoxelDosimetryLib.errors import InputFormatError, UnitError
     from VoxelDosimetryLib.voi import plot_dvh, read_label_names, segment_statistics
 

@@ -29,7 +29,7 @@ import numpy as np
 from VoxelDosimetryLib.errors import InputFormatError, UnitError
 from VoxelDosimetryLib.volume.units import (canonical_unit, check_unit_for_quantity, get_quantity,
                                             guess_quantity_for_unit)
-from VoxelDosimetryLib.volume.volume import DIRECTION_TOLERANCE, GRID_TOLERANCE_MM, Grid, Volume
+from VoxelDosimetryLib.volume.volume import GRID_TOLERANCE_MM, Grid, Volume
 
 SIDECAR_FORMAT = "voxeldosimetry-sidecar"
 SIDECAR_VERSION = 1

@@ -185,9 +185,6 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, progress: Progress
     progress(fraction 0-1, "step: message") is called as work advances; cancel() returning True stops the run
     between steps (and inside Monte Carlo) with PipelineCancelled. force=True recomputes every step.
     """
-    from VoxelDosimetryLib.pipeline.manifest import write_manifest
-    from VoxelDosimetryLib.pipeline.report import write_report
-
     started = time.time()
     config.check_settings()
     config.check_files()
