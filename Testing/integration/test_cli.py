@@ -101,3 +101,15 @@ def test_dose_mc_writes_dose_and_uncertainty(tmp_path, capsys):
     assert unc.array[4:6, 4:6, 4:6].max() < 0.05
     assert np.isfinite(dose.array).all() and np.isfinite(unc.array).all()
     assert report["info"]["histories"] == 20000 and report["info"]["method"] == "mc"
+
+
+def test_a_relative_source_map_must_not_declare_another_quantity(tmp_path, capsys):
+    ct = Volume(np.zeros((6, 6, 6), np.float32), spacing=(4, 4, 4), quantity="ct", unit="HU")
+    write_volume(ct, tmp_path / "ct.nrrd")
+    labels = np.zeros((6, 6, 6), np.uint8)
+    labels[2:4, 2:4, 2:4] = 1
+    write_volume(ct.with_array(labels, quantity="labels", unit="label"), tmp_path / "labels.nrrd")
+    argv = ["dose", "--activity", str(tmp_path / "labels.nrrd"), "--ct", str(tmp_path / "ct.nrrd"), "--method", "led",
+            "--out", str(tmp_path / "d.nrrd"), "--total-activity-mbq", "7400"]
+    assert main(argv) == 1
+    assert "declares labels" in capsys.readouterr().err and not (tmp_path / "d.nrrd").exists()

@@ -59,3 +59,17 @@ def test_unknown_nuclide_and_bad_json(tmp_path):
         read_case(tmp_path / "case")
     with pytest.raises(InputFormatError, match="case.json"):
         read_case(tmp_path / "nowhere")
+
+
+def test_time_h_must_agree_with_the_date_times(tmp_path):
+    small_case(tmp_path)
+    path = tmp_path / "case" / "case.json"
+    data = json.loads(path.read_text())
+    data["timepoints"][0]["acquisition_datetime"] = "2026-01-01T12:10:00"  # 4 h 10 min after injection: rounding
+    data["timepoints"][1]["acquisition_datetime"] = "2026-01-02T08:00:00"  # 24 h after injection, but time_h 24
+    path.write_text(json.dumps(data))
+    read_case(tmp_path / "case")
+    data["timepoints"][1]["time_h"] = 48.0
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputFormatError, match=r"timepoints\[1\].time_h is 48 h but its acquisition_datetime is 24 h"):
+        read_case(tmp_path / "case")

@@ -277,3 +277,28 @@ def test_a_label_map_that_declares_another_quantity_is_refused(case_folder, tmp_
     config = PipelineConfig.from_case(case_folder).with_changes(segments={"labels": str(case_folder / "spect_4h.nrrd")})
     with pytest.raises(UnitError, match="not a label map"):
         run_pipeline(config, tmp_path / "out")
+
+
+def test_settings_never_override_what_a_spect_declares(case_folder, tmp_path):
+    from VoxelDosimetryLib.errors import UnitError
+
+    config = PipelineConfig.from_case(case_folder).with_changes(spect_quantity="counts")
+    with pytest.raises(UnitError, match="declares activity_concentration .* spect_quantity says counts"):
+        run_pipeline(config, tmp_path / "out")
+
+
+def test_a_changed_data_file_of_a_multi_file_input_is_seen_by_the_cache(case_folder, tmp_path):
+    config = PipelineConfig.from_case(case_folder).with_changes(registration={"kind": "none"})
+    spects = []
+    for tp in config.timepoints:  # the SPECTs as MetaImage: header + .raw data file
+        target = tmp_path / (Path(tp.spect).stem + ".mhd")
+        write_volume(read_volume(tp.spect), target)
+        spects.append({"time_h": tp.time_h, "spect": str(target)})
+    config = config.with_changes(timepoints=spects)
+    run_pipeline(config, tmp_path / "out")
+    raw = tmp_path / (Path(spects[1]["spect"]).stem + ".raw")
+    data = np.fromfile(raw, dtype=np.float32)
+    (data * 10).astype(np.float32).tofile(raw)  # the header is unchanged
+    result = run_pipeline(config, tmp_path / "out")
+    assert result.steps[f"activity_{spects[1]['time_h']:g}h"] == "computed"
+    assert result.steps[f"activity_{spects[0]['time_h']:g}h"] == "reused"

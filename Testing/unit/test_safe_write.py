@@ -337,3 +337,16 @@ def test_unwritable_places_are_found_up_front_and_errors_name_the_target(tmp_pat
                 raise raised(staged)
         assert str(target) in str(err.value) and STAGING_PREFIX not in str(err.value)
     assert not target.exists() and not list(tmp_path.glob(STAGING_PREFIX + "*"))
+
+
+def test_a_json_output_never_becomes_the_sidecar_of_an_image_beside_it(tmp_path):
+    import json as _json
+
+    image = tmp_path / "dose_mgy.nii.gz"
+    write_volume(volume(), image)
+    (tmp_path / "dose_mgy.json").unlink()  # an image from another tool: no sidecar
+    with pytest.raises(OutputPathError, match="JSON sidecar of the image dose_mgy.nii.gz"):
+        check_outputs({"--json": tmp_path / "dose_mgy.json"}, [], force=True)
+    # and a table JSON that shares the stem anyway is not read as its sidecar
+    (tmp_path / "dose_mgy.json").write_text(_json.dumps({"quantity": "dose", "unit": "Gy", "columns": [], "rows": []}))
+    assert read_volume(image).quantity == "unknown"

@@ -64,6 +64,10 @@ def _read_ct(path: str, offset_hu: float):
     return raw.with_array(raw.array.astype(np.float32) + np.float32(offset_hu), quantity="ct", unit="HU")
 
 
+# What a relative source map (scaled to --total-activity-mbq / --total-tia-mbq-h) may declare itself to hold.
+RELATIVE_SOURCE_QUANTITIES = ("unknown", "counts", "activity", "activity_concentration", "tia", "tia_concentration")
+
+
 def _scaled_source(path: str, quantity: str, total: float | None, total_unit: str,
                    max_negative_fraction: float | None = None):
     """The source volume in its canonical unit; relative maps (`total` given) scaled so their sum is `total`
@@ -82,6 +86,11 @@ def _scaled_source(path: str, quantity: str, total: float | None, total_unit: st
         return volume
     if not total > 0:
         raise InputFormatError(f"The total must be > 0 {total_unit}; got {total}.")
+    if volume.quantity not in RELATIVE_SOURCE_QUANTITIES:
+        from VoxelDosimetryLib.errors import UnitError
+
+        raise UnitError(f"{path} declares {volume.quantity} ({volume.unit}), not activity, TIA or counts: it cannot "
+                        "be scaled to a total as a relative source map. Give the activity (or TIA) image.")
     volume, _summary = checked_source(volume, f"The relative source map {path}", max_negative_fraction)
     weights = checked_source_weights(volume.array, f"The relative source map {path}")
     canonical = "Bq/mL" if quantity == "activity_concentration" else "Bq*s/mL"

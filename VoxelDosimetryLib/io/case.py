@@ -14,6 +14,8 @@ from VoxelDosimetryLib.volume.numbers import collect_number
 from VoxelDosimetryLib.io.safe_write import write_text_atomic
 
 CASE_FORMAT = "voxeldosimetry-case"
+# time_h and the date-times may differ by rounding (acquisition start vs mid-scan), not by more.
+TIME_TOLERANCE_H = 0.25
 CASE_VERSION = 1
 
 
@@ -69,13 +71,15 @@ class Case:
         times = [tp.time_h for tp in self.timepoints]
         if all(isinstance(t, float) for t in times):  # numbers that did not parse are already in _problems
             problems += timepoint_time_problems(times, labels=[f"timepoints[{i}].time_h" for i in range(len(times))])
+        parsed = {}
         for name, value in [("injection_datetime", self.injection_datetime)] + [
                 (f"timepoints[{i}].acquisition_datetime", tp.acquisition_datetime)
                 for i, tp in enumerate(self.timepoints)]:
             try:
-                parse_datetime(value, name)
+                parsed[name] = parse_datetime(value, name)
             except InputFormatError as exc:
                 problems.append(str(exc).rstrip("."))
+        problems += self._time_disagreements(parsed)
         if self.folder is not None:
             files = [self.ct] + [tp.spect for tp in self.timepoints]
             files += [f for f in [self.labels, self.tia] + [tp.activity_true for tp in self.timepoints] if f]
@@ -83,6 +87,24 @@ class Case:
                          if not (self.folder / name).exists()]
         if problems:
             raise InputFormatError("Invalid case " + repr(self.id) + ": " + "; ".join(problems) + ".")
+
+    def _time_disagreements(self, parsed: dict) -> list[str]:
+        """time_h that disagrees with acquisition minus injection date-time by more than TIME_TOLERANCE_H."""
+        injection = parsed.get("injection_datetime")
+        if injection is None:
+            return []
+        problems = []
+        for i, tp in enumerate(self.timepoints):
+            acquired = parsed.get(f"timepoints[{i}].acquisition_datetime")
+            if acquired is None or not isinstance(tp.time_h, float):
+                continue
+            if (acquired.tzinfo is None) != (injection.tzinfo is None):
+                continue  # one has a UTC offset and the other not: not comparable
+            hours = (acquired - injection).total_seconds() / 3600.0
+            if abs(hours - tp.time_h) > TIME_TOLERANCE_H:
+                problems.append(f"timepoints[{i}].time_h is {tp.time_h:g} h but its acquisition_datetime is "
+                                f"{hours:.3g} h after injection_datetime; correct one of them")
+        return problems
 
     def path(self, name: str) -> Path:
         if self.folder is None:

@@ -533,6 +533,28 @@ def _output_problem(name: str, path: Path, pairs: list[tuple[Path, Path]], chose
             problem = _companion_problem(path, companion, command, force)
             if problem:
                 return f"{name} {shown}: {problem}"
+    image = _image_described_by(path)
+    if image is not None:
+        return (f"{name} {shown}: this name is the JSON sidecar of the image {image.name} beside it, which would then "
+                "be read with this file's quantity and unit; choose another file name")
+    return None
+
+
+# Image formats whose JSON sidecar is <stem>.json (io/sidecar.py).
+_SIDECAR_IMAGE_EXTENSIONS = (".nii", ".nii.gz", ".mhd", ".mha", ".h33", ".hdr")
+
+
+def _image_described_by(path: Path) -> Path | None:
+    """The existing image whose sidecar a .json output `path` would be (never for the image's own sidecar, which
+    its writer stages as a companion)."""
+    if extension_of(path) != ".json":
+        return None
+    stem = path.name[: -len(".json")]
+    for ext in _SIDECAR_IMAGE_EXTENSIONS:
+        for spelled in (ext, ext.upper()):
+            image = path.with_name(stem + spelled)
+            if image.is_file():
+                return image
     return None
 
 

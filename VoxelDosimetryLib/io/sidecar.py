@@ -153,11 +153,15 @@ def _load_json(path: Path) -> dict:
     return value
 
 
+# A hand-written sidecar (no "format" marker) may hold only these keys; any other JSON document is not a sidecar.
+HAND_WRITTEN_KEYS = {"quantity", "unit", "metadata", "dtype", "grid", "image"}
+
+
 def read_sidecar(image_path: str | Path, notes: list | None = None) -> Sidecar | None:
     """The sidecar of `image_path`, or None when there is none that applies (reasons appended to `notes`).
 
-    A JSON file without the VoxelDosimetry marker is still used when it has "quantity" or "unit" keys
-    (hand-written sidecars); other JSON (e.g. BIDS) is ignored.
+    A JSON file without the VoxelDosimetry marker is still used when it has "quantity" or "unit" keys and nothing
+    but sidecar keys (hand-written sidecars); other JSON (BIDS, a segment table, a report) is ignored.
     """
     image_path = Path(image_path)
     path = sidecar_path(image_path)
@@ -168,6 +172,10 @@ def read_sidecar(image_path: str | Path, notes: list | None = None) -> Sidecar |
     ours = content.get("format") == SIDECAR_FORMAT
     if not ours and "quantity" not in content and "unit" not in content:
         notes.append(f"{path.name} exists but is not a VoxelDosimetry sidecar (no quantity/unit); ignored.")
+        return None
+    foreign = sorted(set(content) - HAND_WRITTEN_KEYS)
+    if not ours and foreign:  # e.g. a segment table's JSON (rows, columns) that happens to share the image's stem
+        notes.append(f"{path.name} is not a sidecar (it holds {', '.join(foreign[:4])}); ignored.")
         return None
     other = content.get("image")
     if other and other != image_path.name:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from VoxelDosimetryLib import __version__
-from VoxelDosimetryLib.io.safe_write import write_text_atomic
+from VoxelDosimetryLib.io.safe_write import input_files, write_text_atomic
 
 STEPS_FOLDER = "steps"
 _CHUNK = 1 << 20
@@ -73,12 +73,20 @@ class StepCache:
         self._hashes: dict[tuple, str] = {}
 
     def sha256(self, path: str | Path) -> str:
+        """sha256 of an input or output: a file with every file it consists of (the data file its header names,
+        its JSON sidecar: io.safe_write.input_files), or a folder's files."""
         path = Path(path)
-        stat = path.stat()
-        memo_key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, path.is_dir())
-        if memo_key not in self._hashes:
-            self._hashes[memo_key] = file_sha256(path)
-        return self._hashes[memo_key]
+        parts = [path] if path.is_dir() else [p for p in input_files(path) if p.is_file()] or [path]
+        hashes = []
+        for part in parts:
+            stat = part.stat()
+            memo_key = (str(part.resolve()), stat.st_size, stat.st_mtime_ns, part.is_dir())
+            if memo_key not in self._hashes:
+                self._hashes[memo_key] = file_sha256(part)
+            hashes.append(self._hashes[memo_key])
+        if len(hashes) == 1:
+            return hashes[0]
+        return hashlib.sha256("".join(hashes).encode("ascii")).hexdigest()
 
     def input_hashes(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """{name: sha256} for input paths (a name may hold a list of paths or None)."""

@@ -314,7 +314,8 @@ def _run(config: PipelineConfig, out: Path, progress: Progress | None, cancel: C
                   "transform": transforms.get(i), "timepoint_ct": config.timepoint_ct(i)}
         record = runner.step(f"activity_{tags[i]}", inputs,
                              {"calibration": values, "spect_quantity": _quantity(config, i), "nuclide": config.nuclide,
-                              "ct_offset_hu": config.ct_offset_hu},
+                              "ct_offset_hu": config.ct_offset_hu,
+                              "administered_activity_bq": config.administered_activity_bq},  # its QC check
                              [calibrated, on_grid], activity)
         info = record["info"]
         if info["total_native_bq"] > 0 and info["total_on_dose_grid_bq"] < 0.99 * info["total_native_bq"]:

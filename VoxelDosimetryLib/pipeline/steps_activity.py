@@ -17,8 +17,17 @@ from VoxelDosimetryLib.volume.source_values import require_finite
 
 
 def read_spect(path: Path, quantity: str | None) -> Volume:
-    """The SPECT as counts, activity (Bq) or activity concentration; `quantity` states it when the file doesn't."""
-    volume = read_volume(path, quantity=quantity)
+    """The SPECT as counts, activity (Bq) or activity concentration; `quantity` states it when the file doesn't.
+
+    What the file declares wins: a `spect_quantity` that contradicts it is refused (docs/RELIABILITY.md §9).
+    """
+    volume = read_volume(path)
+    if quantity is not None and volume.quantity not in ("unknown", quantity):
+        raise UnitError(f"{path} declares {volume.quantity} ({volume.unit}), but the config's spect_quantity says "
+                        f"{quantity}. Settings only fill in what a file does not say: drop spect_quantity for this "
+                        "timepoint, or fix the file's declaration (voxeldosimetry convert IN OUT --relabel ...).")
+    if volume.quantity == "unknown" and quantity is not None:
+        volume = read_volume(path, quantity=quantity)
     if volume.quantity == "unknown":
         raise UnitError(f"{path} does not say whether it holds counts or Bq/mL; set spect_quantity: counts (with "
                         "calibration values) or activity_concentration in the config (or the timepoint entry).")
