@@ -212,3 +212,25 @@ def test_a_config_file_can_name_a_case_and_override_its_settings(case_folder, tm
     assert config.registration.kind == "none" and config.dose.seed == 3
     assert config.time_integration.model == "trapezoid"
     assert config.timepoints[1].ct.endswith("ct_24h.nrrd") and config.calibration["counts_duration_s"] == 1500.0
+
+
+def test_numbers_inside_method_options_and_names_as_a_list():
+    import yaml
+
+    base = "ct: ct.nrrd\ntimepoints: [{time_h: 4, spect: a.nrrd}]\n"
+    config = PipelineConfig.from_dict(yaml.safe_load(
+        base + "time_integration: {model: hanscheid, options: {effective_half_life_s: 1 d}}\n"
+               "registration: {options: {iterations: 1e1, initializer: moments}}\n"))
+    assert config.time_integration.options == {"effective_half_life_s": 86400.0}
+    assert config.registration.options == {"iterations": 10, "initializer": "moments"}
+    with pytest.raises(InputFormatError, match=r"segments.names must be a names file or a mapping"):
+        PipelineConfig.from_dict(yaml.safe_load(base + "segments: {names: [liver, spleen]}\n"))
+    with pytest.raises(InputFormatError, match=r"registration.options.iterations"):
+        PipelineConfig.from_dict(yaml.safe_load(base + "registration: {options: {iterations: 1e1x}}\n"))
+
+
+def test_backend_and_device_are_checked_before_any_step():
+    with pytest.raises(InputFormatError) as err:
+        PipelineConfig.from_dict({"ct": "ct.nrrd", "timepoints": [{"time_h": 4, "spect": "a.nrrd"}],
+                                  "registration": {"backend": "ants"}, "dose": {"device": "gpu"}})
+    assert "registration.backend must be one of" in str(err.value) and "dose.device must be auto" in str(err.value)

@@ -84,8 +84,8 @@ def test_missing_values_are_named_with_their_cli_options():
     with pytest.raises(MissingMetadataError) as err:
         SpectCalibration.from_metadata(None)
     text = str(err.value)
-    assert "sensitivity_cps_per_mbq (--sensitivity-cps-per-mbq)" in text
-    assert "counts_duration_s (--counts-duration-s)" in text
+    assert "sensitivity_cps_per_mbq (tia: --sensitivity-cps-per-mbq)" in text
+    assert "counts_duration_s (tia: --counts-duration-s)" in text and "pipeline config under 'calibration:'" in text
     with pytest.raises(MissingMetadataError, match="--acquisition-duration-s"):
         SpectCalibration.from_metadata({}, sensitivity_cps_per_mbq=6, counts_duration_s=25,
                                        decay_correct_during_acquisition=True, nuclide="Lu-177")

@@ -350,3 +350,27 @@ def test_a_json_output_never_becomes_the_sidecar_of_an_image_beside_it(tmp_path)
     # and a table JSON that shares the stem anyway is not read as its sidecar
     (tmp_path / "dose_mgy.json").write_text(_json.dumps({"quantity": "dose", "unit": "Gy", "columns": [], "rows": []}))
     assert read_volume(image).quantity == "unknown"
+
+
+def test_a_kill_between_recording_and_renaming_leaves_the_file_ours(tmp_path, monkeypatch):
+    from VoxelDosimetryLib.io import safe_write
+
+    target = tmp_path / "report.md"
+    with output_session("run"):
+        write_text_atomic(target, "first")
+    real_replace = os.replace
+
+    def killed(src, dst):  # the process dies at the rename of the data file, after the ledger was written
+        if Path(dst) == target:
+            raise KeyboardInterrupt("killed")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(safe_write.os, "replace", killed)
+    with output_session("run"), pytest.raises(KeyboardInterrupt):
+        write_text_atomic(target, "second, longer")
+    monkeypatch.setattr(safe_write.os, "replace", real_replace)
+    assert target.read_text() == "first" and made_by(target) == "run"  # the old file is still recognised
+    with output_session("run"):
+        check_outputs({"--out": target}, [])
+        write_text_atomic(target, "second, longer")
+    assert made_by(target) == "run"

@@ -266,8 +266,13 @@ def _stamp(path: Path) -> dict:
 
 
 def _changed_since(path: Path, entry: dict) -> bool:
-    """True when the file `path` differs (size or modification time) from its ledger `entry`."""
-    return path.is_file() and {k: entry.get(k) for k in ("size", "mtime_ns")} != _stamp(path)
+    """True when the file `path` differs (size or modification time) from its ledger `entry`, and from the file
+    the entry's write replaced (`previous`: a process killed between recording and renaming left that one)."""
+    if not path.is_file():
+        return False
+    now = _stamp(path)
+    return all({k: stamp.get(k) for k in ("size", "mtime_ns")} != now
+               for stamp in (entry, entry.get("previous") or {}) if stamp)
 
 
 def _bookkeeping(name: str) -> bool:
@@ -620,6 +625,25 @@ def _record(folder: Path, names: Iterable[str]) -> None:
             ledger[name] = {"command": session.command, **_stamp(target)}
         elif target.is_dir():
             ledger[name] = {"command": session.command, "content": folder_content(target)}
+    _write_ledger(folder, ledger)
+
+
+def _record_before_renaming(folder: Path, staged: list[Path]) -> None:
+    """Ledger entries for staged files, written before they are renamed into place (a rename keeps size and
+    modification time), each with the stamp of the file it replaces: a kill at any moment leaves either file
+    recognised as this command's."""
+    session = current_session()
+    if session is None or not staged:
+        return
+    ledger = _ledger(folder)
+    for item in staged:
+        target = folder / item.name
+        previous = _stamp(target) if target.is_file() and made_by(target) == session.command else None
+        ledger[item.name] = {"command": session.command, **_stamp(item), "previous": previous}
+    _write_ledger(folder, ledger)
+
+
+def _write_ledger(folder: Path, ledger: dict) -> None:
     staged = folder / f"{LEDGER_NAME}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
     staged.write_text(json.dumps(ledger, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(staged, folder / LEDGER_NAME)
@@ -654,6 +678,7 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         staged = sorted(staging.iterdir(), key=lambda p: p.name == path.name)  # primary last
         for item in staged:  # every target checked before the first rename
             _refuse_inputs(folder / item.name)
+        _record_before_renaming(folder, [item for item in staged if item.is_file()])
         for item in staged:
             target = folder / item.name
             if item.is_dir():

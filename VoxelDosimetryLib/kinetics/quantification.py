@@ -177,12 +177,13 @@ class SpectCalibration:
         """Raise MissingMetadataError naming each missing value and the CLI option that supplies it."""
         missing = self.missing()
         if missing:
-            items = "; ".join(f"{n} ({CLI_OPTION[n]})" for n in missing)
+            items = "; ".join(f"{n} (tia: {CLI_OPTION[n]})" for n in missing)
             raise MissingMetadataError(
                 f"SPECT calibration needs values that neither the input nor the metadata provide: {items}. "
-                "Supply them explicitly (CLI options shown; in Python SpectCalibration(...) or "
-                "SpectCalibration.from_metadata(meta, name=value)). The sensitivity S (cps/MBq) comes from a "
-                "phantom calibration of your camera; counts_duration_s is the time the counts refer to.")
+                "Supply them: in a pipeline config under 'calibration:' (e.g. calibration: {sensitivity_cps_per_mbq: "
+                "6.0, counts_duration_s: 25}), with the tia options shown, or in Python SpectCalibration(...). The "
+                "sensitivity S (cps/MBq) comes from a phantom calibration of your camera; counts_duration_s is the "
+                "time the counts refer to.")
 
     def decay_constant_per_s(self) -> float:
         if self.nuclide is None:

@@ -66,8 +66,8 @@ def check_ct_plausible(ct: Volume, name: str = "the CT") -> bool:
             f"{skew:.1f} (min {hu.min():g}, median {float(np.median(hu)):g}, max {hu.max():g}). It was used as HU. "
             "Check that the CT and the SPECT/activity files were not swapped, and that the CT carries its "
             "rescale to HU (DICOM RescaleSlope/RescaleIntercept). A file storing HU + 1000 (an attenuation map, "
-            "e.g. the patient15 phantom) needs an offset: dose --ct-offset-hu -1000, or ct_offset_hu: -1000 in a "
-            "pipeline config.",
+            "e.g. the patient15 phantom) needs -1000 added: `voxeldosimetry dose --ct-offset-hu -1000`, "
+            "`ct_offset_hu: -1000` in a pipeline config, or a corrected copy for other commands.",
             name=name, min_value=float(hu.min()), median_value=float(np.median(hu)), max_value=float(hu.max()),
             fraction_below_minus_500_hu=0.0, fraction_non_negative=non_negative, skewness=skew)
     return False

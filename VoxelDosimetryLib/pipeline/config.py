@@ -20,6 +20,7 @@ from VoxelDosimetryLib.io.timepoints import timepoint_time_problems
 from VoxelDosimetryLib.volume.numbers import collect_number
 
 REGISTRATION_KINDS = ("rigid", "affine", "bspline", "none")
+REGISTRATION_BACKENDS = ("simpleitk", "elastix")
 DOSE_ORDERS = ("tia_then_dose", "dose_rate_then_integrate")
 DOSE_GRIDS = ("spect", "ct")
 SPECT_QUANTITIES = ("counts", "activity_concentration", "activity")
@@ -270,6 +271,13 @@ class PipelineConfig:
         own = self.timepoints[index].ct
         return self.resolve(own) if own else self.resolve(self.ct)
 
+    def _same_path(self, a: str, b: str) -> bool:
+        """True when two configured paths name the same file (`./ct.nrrd` and `ct.nrrd`)."""
+        try:
+            return os.path.realpath(self.resolve(a)) == os.path.realpath(self.resolve(b))
+        except InputFormatError:
+            return False
+
     def input_paths(self) -> list[Path]:
         """Every input file or folder of a run (the pipeline never writes into or over any of them)."""
         paths = [self.resolve(self.ct)] + [self.resolve(tp.spect) for tp in self.timepoints]
@@ -316,7 +324,7 @@ class PipelineConfig:
         if isinstance(ref, int) and self.timepoints:
             if not ref < n:
                 problems.append(f"reference_timepoint must index a timepoint (0..{n - 1}); got {ref}")
-            elif self.timepoints[ref].ct not in (None, self.ct):
+            elif self.timepoints[ref].ct not in (None, self.ct) and not self._same_path(self.timepoints[ref].ct, self.ct):
                 problems.append("the reference timepoint's CT must be the config's 'ct' (the reference CT); set "
                                 "'ct' to it or choose another reference_timepoint")
         if self.spect_quantity is not None and not _one_of(self.spect_quantity, SPECT_QUANTITIES):
@@ -336,6 +344,11 @@ class PipelineConfig:
                                 "model (or 'auto')")
         if not _one_of(self.dose.order, DOSE_ORDERS):
             problems.append(f"dose.order must be one of {DOSE_ORDERS}; got {self.dose.order!r}")
+        if not _one_of(self.registration.backend, REGISTRATION_BACKENDS):
+            problems.append(f"registration.backend must be one of {REGISTRATION_BACKENDS}; got "
+                            f"{self.registration.backend!r}")
+        if not _is_device_name(self.dose.device):
+            problems.append(f"dose.device must be auto, cpu, cuda or cuda:N; got {self.dose.device!r}")
         try:
             get_dose_method(str(self.dose.method))
         except UnknownDoseMethodError as exc:
@@ -419,7 +432,36 @@ def _section(name: str, value, problems: list):
     if hasattr(value, "options") and not isinstance(value.options, dict):
         problems.append(f"{name}.options must be a mapping; got {value.options!r}")
         value.options = {}
+    if hasattr(value, "options"):
+        value.options = _option_numbers(value.options, f"{name}.options", problems)
+    if name == "segments" and value.names is not None and not isinstance(value.names, (str, dict)):
+        problems.append(f"segments.names must be a names file or a mapping {{label number: name}} such as "
+                        f"{{1: liver, 2: spleen}}; got {value.names!r}")
+        value.names = None
     return value
+
+
+# Option names ending so carry that unit (e.g. effective_half_life_s: '1 d' -> 86400).
+_OPTION_UNITS = (("_s", "s"), ("_h", "h"), ("_mm", "mm"), ("_ml", "mL"), ("_bq", "Bq"))
+
+
+def _option_numbers(options: dict, where: str, problems: list) -> dict:
+    """Method options with numbers written as text ('3e0', '1e1', '1 d') parsed, as every other setting; text
+    that is not a number (a choice such as 'moments') is passed on unchanged."""
+    parsed = {}
+    for key, value in options.items():
+        if isinstance(value, str) and value.strip()[:1] in "+-.0123456789":
+            unit = next((u for suffix, u in _OPTION_UNITS if str(key).endswith(suffix)), None)
+            number = collect_number(value, problems, name=f"{where}.{key}", unit=unit)
+            value = int(number) if isinstance(number, float) and number.is_integer() and unit is None else number
+        parsed[key] = value
+    return parsed
+
+
+def _is_device_name(device) -> bool:
+    """auto | cpu | cuda | cuda:N (whether the device exists is checked where it is used)."""
+    name = str(device).strip().lower()
+    return name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit())
 
 
 def _known(data: dict, allowed: list, where: str, problems: list) -> dict:

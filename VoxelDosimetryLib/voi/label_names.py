@@ -36,10 +36,14 @@ def _as_label(key: Any, where: str) -> int:
 
 def normalise_names(names: Mapping[Any, Any], where: str = "label names") -> dict[int, str]:
     """{label: name} with integer keys and string names; InputFormatError for malformed entries."""
+    if not isinstance(names, Mapping):
+        raise InputFormatError(f"{where} must map label numbers to names, e.g. {{1: liver, 2: spleen}}; got "
+                               f"{type(names).__name__} {names!r}.")
     out = {}
     for key, name in names.items():
         if not isinstance(name, str) or not name.strip():
-            raise InputFormatError(f"{where}: the name of label {key!r} must be a non-empty string, got {name!r}.")
+            raise InputFormatError(f"{where}: the name of label {key!r} must be a non-empty string, got {name!r} "
+                                   "(keys are label numbers and values names, e.g. {1: liver}).")
         out[_as_label(key, where)] = name.strip()
     return out
 
