@@ -20,7 +20,6 @@ from VoxelDosimetryLib.io.timepoints import timepoint_time_problems
 from VoxelDosimetryLib.volume.numbers import collect_number
 
 REGISTRATION_KINDS = ("rigid", "affine", "bspline", "none")
-REGISTRATION_BACKENDS = ("simpleitk", "elastix")
 DOSE_ORDERS = ("tia_then_dose", "dose_rate_then_integrate")
 DOSE_GRIDS = ("spect", "ct")
 SPECT_QUANTITIES = ("counts", "activity_concentration", "activity")
@@ -344,9 +343,10 @@ class PipelineConfig:
                                 "model (or 'auto')")
         if not _one_of(self.dose.order, DOSE_ORDERS):
             problems.append(f"dose.order must be one of {DOSE_ORDERS}; got {self.dose.order!r}")
-        if not _one_of(self.registration.backend, REGISTRATION_BACKENDS):
-            problems.append(f"registration.backend must be one of {REGISTRATION_BACKENDS}; got "
-                            f"{self.registration.backend!r}")
+        from VoxelDosimetryLib.kinetics.registration import BACKENDS
+
+        if not _one_of(self.registration.backend, BACKENDS):
+            problems.append(f"registration.backend must be one of {BACKENDS}; got {self.registration.backend!r}")
         if not _is_device_name(self.dose.device):
             problems.append(f"dose.device must be auto, cpu, cuda or cuda:N; got {self.dose.device!r}")
         try:
