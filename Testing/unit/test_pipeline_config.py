@@ -234,3 +234,9 @@ def test_backend_and_device_are_checked_before_any_step():
         PipelineConfig.from_dict({"ct": "ct.nrrd", "timepoints": [{"time_h": 4, "spect": "a.nrrd"}],
                                   "registration": {"backend": "ants"}, "dose": {"device": "gpu"}})
     assert "registration.backend must be one of" in str(err.value) and "dose.device must be auto" in str(err.value)
+
+
+def test_a_misspelled_dose_option_is_reported_up_front():
+    with pytest.raises(InputFormatError, match=r"has no dose.options \['componnent'\]"):
+        PipelineConfig.from_dict({"ct": "ct.nrrd", "timepoints": [{"time_h": 4, "spect": "a.nrrd"}],
+                                  "dose": {"method": "led", "options": {"componnent": "electrons"}}})

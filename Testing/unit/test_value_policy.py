@@ -162,3 +162,11 @@ def test_a_noisy_stochastic_dose_is_flagged():
     warning = next(w for w in log if w.code == "dose_uncertainty_high")
     assert median > 0.10 and warning.details["median_relative_uncertainty"] == median
     assert f"{100 * median:.0f} %" in warning.message
+
+
+def test_unknown_method_options_are_refused_not_ignored():
+    from VoxelDosimetryLib.errors import InputFormatError
+
+    ct, activity = phantom()
+    with pytest.raises(InputFormatError, match=r"has no options \['componnent'\]; its options: component"):
+        compute_dose("led", DoseRequest(activity, ct, options={"componnent": "electrons"}))

@@ -28,7 +28,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=integer_type(minimum=0, example="42"), default=0,
                         help="random seed (stochastic methods)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--component", choices=("all", "electrons"), default="all",
+    parser.add_argument("--component", choices=("all", "electrons"), default=None,
                         help="LED only: deposit all emitted energy or the electrons' only")
     parser.add_argument("--ct-offset-hu", type=number_type("HU"), default=0.0,
                         help="added to the CT file's values to obtain HU (e.g. -1000 for attenuation maps stored as "
@@ -134,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
     method = get_dose_method(args.method)
     if args.uncertainty and not method.provides_uncertainty:
         raise InputFormatError(f"Method {method.name!r} gives no uncertainty map; drop --uncertainty.")
+    if args.component is not None and "component" not in method.options:
+        raise InputFormatError(f"--component applies to led only; drop it for {method.name}.")
     if args.histories is not None and not method.stochastic:
         stochastic = ", ".join(m.name for m in available_dose_methods() if m.stochastic) or "none is registered"
         raise InputFormatError(f"--histories applies to stochastic methods ({stochastic}); {method.name} is "
@@ -167,7 +169,8 @@ def run(args: argparse.Namespace) -> int:
         _progress(0.0, f"resampling the source onto the CT grid ({difference})")
         source = resample_to(source, ct, mode="activity")
     request = DoseRequest(source, ct, nuclide=args.nuclide, device=args.device, seed=args.seed,
-                          histories=args.histories, options={"component": args.component},
+                          histories=args.histories,
+                          options={} if args.component is None else {"component": args.component},
                           max_negative_fraction=args.max_negative_fraction, progress=_progress)
     result = compute_dose(method.name, request)
     written = {"dose": str(write_volume(result.dose, args.out))}

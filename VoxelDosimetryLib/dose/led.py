@@ -35,4 +35,4 @@ def local_energy_deposition(request: DoseRequest) -> DoseResult:
 
 register_dose_method(DoseMethod("led", "local energy deposition: all emitted energy absorbed in the source voxel "
                                        "(option component=electrons for non-penetrating emissions only)",
-                                local_energy_deposition))
+                                local_energy_deposition, options=("component",)))

@@ -19,4 +19,5 @@ def monte_carlo_dose(request: DoseRequest) -> DoseResult:
 
 register_dose_method(DoseMethod("mc", "Monte Carlo: photon and condensed-history electron transport in the CT's "
                                       "Schneider media (--histories decays, --device, --seed)",
-                                monte_carlo_dose, stochastic=True, provides_uncertainty=True))
+                                monte_carlo_dose, stochastic=True, provides_uncertainty=True,
+                                options=("track_length_photons",)))

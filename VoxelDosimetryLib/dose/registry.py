@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from VoxelDosimetryLib.errors import VoxelDosimetryError
+from VoxelDosimetryLib.errors import InputFormatError, VoxelDosimetryError
 from VoxelDosimetryLib.volume import Volume
 
 
@@ -60,6 +60,14 @@ class DoseMethod:
     compute: Callable[[DoseRequest], DoseResult]
     stochastic: bool = False
     provides_uncertainty: bool = False
+    options: tuple = ()  # the option names compute() reads from DoseRequest.options; any other name is refused
+
+    def check_options(self, options: dict, where: str = "options") -> None:
+        """InputFormatError for option names this method does not know (a typo would otherwise be ignored)."""
+        unknown = sorted(set(options) - set(self.options), key=str)
+        if unknown:
+            known = ", ".join(self.options) if self.options else "none"
+            raise InputFormatError(f"Dose method {self.name!r} has no {where} {unknown}; its options: {known}.")
 
 
 _REGISTRY: dict[str, DoseMethod] = {}
@@ -97,6 +105,7 @@ def compute_dose(method: str, request: DoseRequest) -> DoseResult:
     request.source.require_quantity("activity_concentration", "tia_concentration")
     request.ct.require_quantity("ct")
     request.source.require_same_grid(request.ct, "activity (or TIA) and CT volumes")
+    chosen.check_options(request.options)
     checked, policy = checked_request(request)
     result = chosen.compute(checked)
     return check_result(result, checked, policy, chosen.name)

@@ -350,9 +350,11 @@ class PipelineConfig:
         if not _is_device_name(self.dose.device):
             problems.append(f"dose.device must be auto, cpu, cuda or cuda:N; got {self.dose.device!r}")
         try:
-            get_dose_method(str(self.dose.method))
+            get_dose_method(str(self.dose.method)).check_options(self.dose.options, "dose.options")
         except UnknownDoseMethodError as exc:
             problems.append(f"dose.method: {str(exc).rstrip('.')}")
+        except InputFormatError as exc:
+            problems.append(str(exc).rstrip("."))
         if len(problems) == 1:
             raise InputFormatError(f"Invalid pipeline config: {problems[0]}.")
         if problems:
