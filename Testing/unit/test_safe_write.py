@@ -374,3 +374,13 @@ def test_a_kill_between_recording_and_renaming_leaves_the_file_ours(tmp_path, mo
         check_outputs({"--out": target}, [])
         write_text_atomic(target, "second, longer")
     assert made_by(target) == "run"
+
+
+def test_a_nested_session_keeps_the_inputs_of_the_enclosing_one(tmp_path):
+    config = tmp_path / "cfg.yaml"
+    config.write_text("case: case\n")
+    with output_session("run", inputs=[config]):
+        with output_session("run", inputs=[tmp_path / "ct.nrrd"]):  # the pipeline's own session
+            with pytest.raises(OutputPathError, match="it is the input"):
+                write_text_atomic(config, "overwritten")
+    assert config.read_text() == "case: case\n"

@@ -48,20 +48,16 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def _read_ct(path: str, offset_hu: float):
-    """CT in HU; `offset_hu` is added first (files that store HU + 1000). The file's own values are untouched."""
+    """CT in HU (cli.inputs.read_ct: files declaring anything else are refused); `offset_hu` is added first
+    (files that store HU + 1000). The file's own values are untouched."""
     import numpy as np
 
-    from VoxelDosimetryLib.io import read_volume
+    from VoxelDosimetryLib.cli.inputs import read_ct
 
-    raw = read_volume(path)
-    if raw.quantity not in ("unknown", "ct"):
-        from VoxelDosimetryLib.errors import UnitError
-
-        raise UnitError(f"{path} holds {raw.quantity} ({raw.unit}), not CT numbers: give the CT (HU) as --ct "
-                        "(--ct-offset-hu applies to CT or unlabelled attenuation images only).")
+    ct = read_ct(path)
     if offset_hu == 0.0:
-        return raw if raw.quantity == "ct" else raw.replace(quantity="ct", unit="HU")
-    return raw.with_array(raw.array.astype(np.float32) + np.float32(offset_hu), quantity="ct", unit="HU")
+        return ct
+    return ct.with_array(ct.array.astype(np.float32) + np.float32(offset_hu))
 
 
 # What a relative source map (scaled to --total-activity-mbq / --total-tia-mbq-h) may declare itself to hold.

@@ -84,22 +84,12 @@ def read_input(path: str | Path, quantity: str | None = None, unit: str | None =
 
 def read_as(path: str | Path, quantities: Sequence[str], option: str, what: str, fix: str | None = None,
             **options):
-    """Read the volume an option needs to hold one of `quantities` (`what`, for people: 'a CT in HU').
-
-    A file that does not say what it holds is taken as quantities[0]; a file declaring another quantity is
-    refused (UnitError naming what it declares, what `option` needs and `fix`).
-    """
-    from VoxelDosimetryLib.errors import UnitError
+    """Read the volume an option needs to hold one of `quantities` (io.roles.as_role: unlabelled files are taken
+    as quantities[0], files declaring another quantity are refused)."""
     from VoxelDosimetryLib.io import read_volume
-    from VoxelDosimetryLib.io.sidecar import relabel as relabel_volume
+    from VoxelDosimetryLib.io.roles import as_role
 
-    volume = read_volume(path, **options)
-    if volume.quantity == "unknown":
-        return relabel_volume(volume, quantity=quantities[0])
-    if volume.quantity in quantities:
-        return volume
-    raise UnitError(f"{path} declares {volume.quantity} ({volume.unit}), but {option} needs {what}. "
-                    f"{fix or f'Give {what} as {option}'}.")
+    return as_role(read_volume(path, **options), path, quantities, option, what, fix)
 
 
 def read_ct(path: str | Path, option: str = "--ct", **options):

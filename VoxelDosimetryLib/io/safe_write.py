@@ -78,8 +78,11 @@ _SESSION: contextvars.ContextVar[OutputSession | None] = contextvars.ContextVar(
 @contextmanager
 def output_session(command: str, inputs: Iterable[str | Path | None] = (), force: bool = False
                    ) -> Iterator[OutputSession]:
-    """Writes inside the block are recorded as made by `command` and may never touch `inputs`."""
-    session = OutputSession(command, [Path(p) for p in inputs if p not in (None, "")], force)
+    """Writes inside the block are recorded as made by `command` and may never touch `inputs` (nor the inputs of
+    an enclosing session: `demo` running the pipeline, `run` reading its config file)."""
+    outer = _SESSION.get()
+    inherited = list(outer.inputs) if outer is not None else []
+    session = OutputSession(command, inherited + [Path(p) for p in inputs if p not in (None, "")], force)
     token = _SESSION.set(session)
     try:
         yield session
@@ -390,6 +393,14 @@ def made_by(path: str | Path) -> str | None:
     return None if _changed_since(path, entry) else entry.get("command")
 
 
+def _not_ours(path: Path, command: str | None) -> str | None:
+    """None when `command` made `path` (unchanged since), else how to say who did ('made by ...')."""
+    owner = made_by(path)
+    if owner is not None and owner == command:
+        return None
+    return f"made by '{owner}'" if owner else "not made by this command (or changed since)"
+
+
 def _empty_folder(path: Path) -> bool:
     return path.is_dir() and not any(p for p in path.iterdir() if not p.name.startswith(STAGING_PREFIX))
 
@@ -430,11 +441,9 @@ def _folder_problem(path: Path, series: bool, command: str | None, force: bool) 
         else:
             hint = "pass --force to replace them, delete the changed file(s), or choose another folder"
         return f"{_listing(state.changed)}; {hint}"
-    if not force:
-        owner = made_by(path)
-        if owner is None or owner != command:
-            by = f"made by '{owner}'" if owner else "not made by this command"
-            return f"the folder exists and was {by}; pass --force to replace it, or choose another path"
+    by = None if force else _not_ours(path, command)
+    if by:
+        return f"the folder exists and was {by}; pass --force to replace it, or choose another path"
     return None
 
 
@@ -448,11 +457,8 @@ def _companion_problem(path: Path, companion: Path, command: str | None, force: 
             check_sidecar_writable(path)  # a sidecar of another image or a user's JSON file: never, even forced
         except InputFormatError as exc:
             return str(exc).rstrip(".")
-    if force or companion.is_dir():
-        return None
-    owner = made_by(companion)
-    if owner is None or owner != command:
-        by = f"made by '{owner}'" if owner else "not made by this command (or changed since)"
+    by = None if force or companion.is_dir() else _not_ours(companion, command)
+    if by:
         return (f"it also writes {companion.name}, which exists and was {by}; pass --force to replace it, or "
                 "choose another path")
     return None
@@ -529,9 +535,8 @@ def _output_problem(name: str, path: Path, pairs: list[tuple[Path, Path]], chose
         if problem:
             return f"{name} {shown}: {problem}"
     elif path.exists() and not path.is_dir() and not force:
-        owner = made_by(path)
-        if owner is None or owner != command:
-            by = f"made by '{owner}'" if owner else "not made by this command (or changed since)"
+        by = _not_ours(path, command)
+        if by:
             return f"{name} {shown}: the file exists and was {by}; pass --force to replace it, or choose another path"
     for companion in companion_files(path):
         if companion.exists():
@@ -545,17 +550,13 @@ def _output_problem(name: str, path: Path, pairs: list[tuple[Path, Path]], chose
     return None
 
 
-# Image formats whose JSON sidecar is <stem>.json (io/sidecar.py).
-_SIDECAR_IMAGE_EXTENSIONS = (".nii", ".nii.gz", ".mhd", ".mha", ".h33", ".hdr")
-
-
 def _image_described_by(path: Path) -> Path | None:
     """The existing image whose sidecar a .json output `path` would be (never for the image's own sidecar, which
     its writer stages as a companion)."""
     if extension_of(path) != ".json":
         return None
     stem = path.name[: -len(".json")]
-    for ext in _SIDECAR_IMAGE_EXTENSIONS:
+    for ext in _SIDECAR_FORMATS:
         for spelled in (ext, ext.upper()):
             image = path.with_name(stem + spelled)
             if image.is_file():

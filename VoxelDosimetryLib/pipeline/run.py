@@ -14,8 +14,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from VoxelDosimetryLib.errors import InputFormatError, UnitError, VoxelDosimetryError
+from VoxelDosimetryLib.errors import InputFormatError, VoxelDosimetryError
 from VoxelDosimetryLib.io import read_volume, write_volume
+from VoxelDosimetryLib.io.roles import as_role
 from VoxelDosimetryLib.io.safe_write import OutputPathError, check_outputs, output_session, write_json_atomic
 from VoxelDosimetryLib.pipeline import qc_checks as pipeline_qc
 from VoxelDosimetryLib.pipeline import steps_activity, steps_dose, steps_geometry, steps_tables
@@ -91,6 +92,12 @@ class _Runner:
             self._volumes[key] = read_volume(path, quantity=quantity)
         return self._volumes[key]
 
+    def kept(self, key: str, make: Callable[[], Volume]) -> Volume:
+        """A volume derived from inputs (e.g. a shifted CT), made once per run."""
+        if key not in self._volumes:
+            self._volumes[key] = make()
+        return self._volumes[key]
+
     def write(self, volume: Volume, path: Path) -> Path:
         """Write `volume`; later steps read what the file holds, so a resumed run computes from the same values."""
         written = write_volume(volume, path)
@@ -151,26 +158,26 @@ def _text(value: Any) -> Any:
 
 
 def _read_ct(runner: _Runner, path: Path) -> Volume:
-    """A CT in HU; files that do not say what they hold are taken as HU, other quantities are refused.
+    """A CT in HU (io.roles.as_role: unlabelled files are taken as HU, other quantities are refused).
 
-    `runner.ct_offset_hu` (config ct_offset_hu) is added first, for files that store HU + 1000 (patient15).
+    `runner.ct_offset_hu` (config ct_offset_hu) is added first, for files that store HU + 1000 (patient15); the
+    shifted CT is kept for the later steps.
     """
-    volume = runner.read(path)
-    if volume.quantity == "unknown":
-        volume = volume.replace(quantity="ct", unit="HU")
-    volume.require_quantity("ct")
-    if runner.ct_offset_hu:
-        volume = volume.with_array(volume.array.astype(np.float32) + np.float32(runner.ct_offset_hu))
-    return volume
+    def make() -> Volume:
+        volume = as_role(runner.read(path), path, ("ct",), "ct", "a CT in HU")
+        if runner.ct_offset_hu:
+            volume = volume.with_array(volume.array.astype(np.float32) + np.float32(runner.ct_offset_hu))
+        return volume
+
+    return runner.kept(f"{Path(path).resolve()}|ct{runner.ct_offset_hu:+g}", make)
 
 
 def _read_labels(runner: _Runner, path: Path) -> Volume:
-    """A label map; files that do not say what they hold are taken as labels, other quantities are refused."""
-    volume = runner.read(path)
-    if volume.quantity not in ("unknown", "labels", "mask"):
-        raise UnitError(f"segments.labels {path} holds {volume.quantity} ({volume.unit}), not a label map. Give the "
-                        "segmentation (integer labels, 0 = background), e.g. a TotalSegmentator output or a Slicer "
-                        ".seg.nrrd.")
+    """A label map (io.roles.as_role: unlabelled files are taken as labels, other quantities are refused)."""
+    volume = as_role(runner.read(path), path, ("labels", "mask"), "segments.labels",
+                     "a label map (integer segments, 0 = background)",
+                     fix="It is not a label map: give the segmentation, e.g. a TotalSegmentator output or a Slicer "
+                         ".seg.nrrd")
     return volume if volume.quantity == "labels" else volume.replace(quantity="labels", unit="label")
 
 
