@@ -101,7 +101,7 @@ def test_activity_in_air_is_reported_and_gets_no_dose():
     assert result.info["value_policy"]["activity_in_air_fraction"] == pytest.approx(0.01)
     assert result.dose.array[0, 0, 0] == 0.0
     # tissue voxels keep the LED dose exactly: A E / m
-    energy_j = get_nuclide("Lu-177").energy_budget()["total"] * MEV_TO_J
+    energy_j = get_nuclide("Lu-177").energy_budget()["non_penetrating"] * MEV_TO_J  # LED default: electrons
     density = float(ct_to_density(ct).array[5, 5, 5])
     assert result.dose.array[5, 5, 5] == pytest.approx(1000.0 * energy_j / (density * 1e-3), rel=1e-6)
 

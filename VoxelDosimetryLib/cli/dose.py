@@ -28,8 +28,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=integer_type(minimum=0, example="42"), default=0,
                         help="random seed (stochastic methods)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--component", choices=("all", "electrons"), default=None,
-                        help="LED only: deposit all emitted energy or the electrons' only")
     parser.add_argument("--ct-offset-hu", type=number_type("HU"), default=0.0,
                         help="added to the CT file's values to obtain HU (e.g. -1000 for attenuation maps stored as "
                              "HU + 1000, such as the patient15 phantom)")
@@ -44,7 +42,75 @@ def add_parser(sub) -> argparse.ArgumentParser:
                             "'7.4 GBq')")
     scale.add_argument("--total-tia-mbq-h", type=number_type("MBq*h", positive=True),
                        help="with --tia: the file holds relative TIA; scale it to this total (MBq*h)")
+    add_method_option_flags(parser, available_dose_methods())
     return parser
+
+
+# dest prefix of the flags made from the methods' option schemas (kept apart from the command's own flags)
+OPTION_DEST = "method_option_"
+
+
+def method_option_flags(methods) -> dict:
+    """{option name: [(method, DoseOption), ...]} over every registered method, in registry order."""
+    flags: dict = {}
+    for method in methods:
+        for option in method.options:
+            flags.setdefault(option.name, []).append((method, option))
+    return flags
+
+
+def _option_help(option) -> str:
+    default = "none" if option.default is None else (str(option.default).lower() if option.type == "bool"
+                                                     else option.default if option.default != "" else "''")
+    text = f"{option.allowed_text()} (default {default})"
+    return text + (f": {option.help}" if option.help else "")
+
+
+def _flag_help(declared) -> str:
+    """'led: electron|total (default electron): ...; dvk, svsv: total|electron|photon (default total): ...'
+    (methods declaring the same schema share one entry)."""
+    entries: dict = {}
+    for method, option in declared:
+        entries.setdefault(_option_help(option), []).append(method.name)
+    return "; ".join(f"{', '.join(names)}: {text}" for text, names in entries.items())
+
+
+def add_method_option_flags(parser: argparse.ArgumentParser, methods) -> list[str]:
+    """One flag per distinct option name over `methods` (--track-length-photons for track_length_photons), its
+    help generated from the schemas; values stay text, validated by the chosen method's resolve_options. An
+    option whose flag would shadow one of the command's own flags is left to the API and the pipeline."""
+    added = []
+    group = parser.add_argument_group(
+        "method options", "options declared by the dose methods (docs/DOSE_METHODS.md); each applies only to the "
+                          "methods named in its help; `voxeldosimetry info` lists them all")
+    for name, declared in method_option_flags(methods).items():
+        flag = declared[0][1].flag
+        if flag in parser._option_string_actions:  # e.g. a plug-in option called 'seed'
+            continue
+        metavar = "true|false" if all(o.type == "bool" for _, o in declared) else name.upper()
+        text = _flag_help(declared)
+        group.add_argument(flag, dest=OPTION_DEST + name, metavar=metavar, default=None,
+                           help=text.replace("%", "%%"))
+        added.append(flag)
+    return added
+
+
+def method_options(args: argparse.Namespace, method, methods) -> dict:
+    """The method options given as flags, converted and checked by `method` (defaults filled); InputFormatError
+    for a flag the method does not declare (naming the methods that do) or an invalid value."""
+    from VoxelDosimetryLib.errors import InputFormatError
+
+    declared = method_option_flags(methods)
+    given = {name: getattr(args, OPTION_DEST + name) for name in declared
+             if getattr(args, OPTION_DEST + name, None) is not None}
+    foreign = [name for name in given if name not in method.option_names]
+    if foreign:
+        problems = [f"{declared[name][0][1].flag} applies to {', '.join(m.name for m, _ in declared[name])}"
+                    for name in foreign]
+        own = ", ".join(o.flag for o in method.options) or "none"
+        raise InputFormatError(f"{'; '.join(problems)}, not to {method.name} (its options: {own}); drop "
+                               f"{'it' if len(foreign) == 1 else 'them'} or choose that method.")
+    return method.resolve_options(given, "--")
 
 
 def _read_ct(path: str, offset_hu: float):
@@ -130,12 +196,11 @@ def run(args: argparse.Namespace) -> int:
     method = get_dose_method(args.method)
     if args.uncertainty and not method.provides_uncertainty:
         raise InputFormatError(f"Method {method.name!r} gives no uncertainty map; drop --uncertainty.")
-    if args.component is not None and "component" not in method.options:
-        raise InputFormatError(f"--component applies to led only; drop it for {method.name}.")
     if args.histories is not None and not method.stochastic:
         stochastic = ", ".join(m.name for m in available_dose_methods() if m.stochastic) or "none is registered"
         raise InputFormatError(f"--histories applies to stochastic methods ({stochastic}); {method.name} is "
                                "deterministic: drop --histories.")
+    options = method_options(args, method, available_dose_methods())
     prepare_outputs({"--out": args.out, "--uncertainty": args.uncertainty}, [args.activity, args.tia, args.ct],
                     {"--out": VOLUME_EXTENSIONS, "--uncertainty": VOLUME_EXTENSIONS})
     _progress = progress_printer("dose")
@@ -166,12 +231,12 @@ def run(args: argparse.Namespace) -> int:
         source = resample_to(source, ct, mode="activity")
     request = DoseRequest(source, ct, nuclide=args.nuclide, device=args.device, seed=args.seed,
                           histories=args.histories,
-                          options={} if args.component is None else {"component": args.component},
+                          options=options,
                           max_negative_fraction=args.max_negative_fraction, progress=_progress)
     result = compute_dose(method.name, request)
     written = {"dose": str(write_volume(result.dose, args.out))}
     if args.uncertainty and result.uncertainty is not None:
         written["uncertainty"] = str(write_volume(result.uncertainty, args.uncertainty))
-    print(json.dumps({"method": method.name, "outputs": written, "info": result.info,
+    print(json.dumps({"method": method.name, "options": options, "outputs": written, "info": result.info,
                       "dose": result.dose.summary()}, indent=2, default=str))
     return 0

@@ -1,4 +1,4 @@
-"""`voxeldosimetry info`: versions, compute devices and the radionuclides available."""
+"""`voxeldosimetry info`: versions, compute devices, the radionuclides and the dose methods with their options."""
 from __future__ import annotations
 
 import argparse
@@ -8,8 +8,10 @@ import sys
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    parser = sub.add_parser("info", help="show versions, compute devices and radionuclides",
-                            description="Show library and dependency versions, compute devices and radionuclides.")
+    parser = sub.add_parser("info", help="show versions, compute devices, radionuclides and dose methods",
+                            description="Show library and dependency versions, compute devices, radionuclides and "
+                                        "the dose methods with their options (name, type, default, allowed values, "
+                                        "unit, help).")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
     return parser
 
@@ -19,6 +21,7 @@ def collect_info() -> dict:
 
     from VoxelDosimetryLib import __version__
     from VoxelDosimetryLib.device import describe_devices
+    from VoxelDosimetryLib.dose import available_dose_methods
     from VoxelDosimetryLib.physics import SUPPORTED_NUCLIDES, get_nuclide
 
     packages = {}
@@ -36,6 +39,7 @@ def collect_info() -> dict:
                          "photons_kev_per_decay": budget["photons"] * 1e3})
     return {"voxeldosimetry": __version__, "python": platform.python_version(), "platform": platform.platform(),
             "packages": packages, "devices": describe_devices(), "nuclides": nuclides,
+            "dose_methods": [method.describe() for method in available_dose_methods()],
             "decay_data": "ICRP Publication 107 (icrp107-database); research and educational use"}
 
 
@@ -54,4 +58,24 @@ def run(args: argparse.Namespace) -> int:
     for n in info["nuclides"]:
         print(f"  {n['name']:<8} T1/2 {n['half_life_h']:10.3f} h   electrons {n['electrons_kev_per_decay']:8.2f} keV/decay"
               f"   photons {n['photons_kev_per_decay']:8.2f} keV/decay")
+    print("dose methods (voxeldosimetry dose --method NAME; options as --flag VALUE or pipeline dose.options):")
+    for method in info["dose_methods"]:
+        kind = ", ".join(word for word, on in (("stochastic", method["stochastic"]),
+                                                ("uncertainty map", method["provides_uncertainty"])) if on)
+        print(f"  {method['name']:<8} {method['description']}" + (f" [{kind}]" if kind else ""))
+        for option in method["options"]:
+            print("    " + option_text(option))
+        if not method["options"]:
+            print("    (no options)")
     return 0
+
+
+def option_text(option: dict) -> str:
+    """One line per option: 'component (--component): str, electron|total, default electron: help'."""
+    default = option["default"]
+    default = "none" if default is None else str(default).lower() if option["type"] == "bool" else (
+        repr(default) if default == "" else default)
+    text = f"{option['name']} ({option['flag']}): {option['type']}, {option['allowed']}, default {default}"
+    if option["unit"] and option["unit"] not in option["allowed"]:
+        text += f", unit {option['unit']}"
+    return text + (f": {option['help']}" if option["help"] else "")

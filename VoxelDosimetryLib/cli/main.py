@@ -11,14 +11,14 @@ import traceback
 from typing import Sequence
 
 from VoxelDosimetryLib import __version__
-from VoxelDosimetryLib.cli import compare, convert, demo, dose, gate, info, register, run, tia, voi
+from VoxelDosimetryLib.cli import compare, convert, demo, dose, gate, info, kernel, register, run, tia, voi
 from VoxelDosimetryLib.cli.common import add_common_options, configure_logging
 from VoxelDosimetryLib.errors import VoxelDosimetryError
 from VoxelDosimetryLib.io.safe_write import output_session
 from VoxelDosimetryLib.qc import collect_qc
 
 # Every sub-command module provides add_parser(subparsers) and run(args) -> int.
-COMMANDS = (info, demo, convert, dose, register, compare, voi, tia, gate, run)
+COMMANDS = (info, demo, convert, kernel, dose, register, compare, voi, tia, gate, run)
 READ_ONLY = (info,)
 
 EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 3, 130

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from VoxelDosimetryLib.dose.registry import (
-    DoseMethod, DoseRequest, DoseResult, UnknownDoseMethodError, available_dose_methods, compute_dose,
-    get_dose_method, register_dose_method,
+    ENTRY_POINT_GROUP, OPTION_TYPES, DoseMethod, DoseOption, DoseRequest, DoseResult, UnknownDoseMethodError,
+    available_dose_methods, compute_dose, get_dose_method, load_dose_method_plugins, register_dose_method,
 )
-from VoxelDosimetryLib.dose import led, monte_carlo  # noqa: F401  (register "led" and "mc")
+from VoxelDosimetryLib.dose import kernel_methods, led, monte_carlo  # noqa: F401  (register the built-in methods)
 
-__all__ = ["DoseMethod", "DoseRequest", "DoseResult", "UnknownDoseMethodError", "available_dose_methods",
-           "compute_dose", "get_dose_method", "register_dose_method"]
+__all__ = ["ENTRY_POINT_GROUP", "OPTION_TYPES", "DoseMethod", "DoseOption", "DoseRequest", "DoseResult",
+           "UnknownDoseMethodError", "available_dose_methods", "compute_dose", "get_dose_method",
+           "load_dose_method_plugins", "register_dose_method"]

@@ -350,7 +350,10 @@ class PipelineConfig:
         if not _is_device_name(self.dose.device):
             problems.append(f"dose.device must be auto, cpu, cuda or cuda:N; got {self.dose.device!r}")
         try:
-            get_dose_method(str(self.dose.method)).check_options(self.dose.options, "dose.options")
+            method = get_dose_method(str(self.dose.method))
+            # typed by the method's option schema (docs/DOSE_METHODS.md): '1e-1', '10 %', 'yes' become values
+            resolved = method.resolve_options(self.dose.options, "dose.options")
+            self.dose.options = {name: resolved[name] for name in self.dose.options}
         except UnknownDoseMethodError as exc:
             problems.append(f"dose.method: {str(exc).rstrip('.')}")
         except InputFormatError as exc:
@@ -434,7 +437,7 @@ def _section(name: str, value, problems: list):
     if hasattr(value, "options") and not isinstance(value.options, dict):
         problems.append(f"{name}.options must be a mapping; got {value.options!r}")
         value.options = {}
-    if hasattr(value, "options"):
+    if hasattr(value, "options") and name != "dose":  # dose options are typed by the method (check_settings)
         value.options = _option_numbers(value.options, f"{name}.options", problems)
     if name == "segments" and value.names is not None and not isinstance(value.names, (str, dict)):
         problems.append(f"segments.names must be a names file or a mapping {{label number: name}} such as "

@@ -1,0 +1,140 @@
+"""`voxeldosimetry kernel`: generate a voxel S-value kernel with the project's Monte Carlo engine, resample one,
+or make every kernel a dose method needs for a voxel size (cached, so the method finds them)."""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    from VoxelDosimetryLib.volume.numbers import integer_type, number_type
+
+    parser = sub.add_parser(
+        "kernel", help="generate a voxel S-value kernel (Monte Carlo) or resample one",
+        description="Simulate decays uniform in the centre voxel of a homogeneous medium and write the dose per "
+                    "decay (Gy/(Bq*s)) as a kernel (NRRD, DESIGN.md format; centre uncertainty, histories, seed and "
+                    "this command in its metadata). Results are cached in the user's cache folder "
+                    "($VOXELDOSIMETRY_CACHE_DIR/kernels) keyed by every parameter and the engine version; the "
+                    "svsv, dvk and mvsv dose methods find cached kernels automatically. --medium list prints the "
+                    "media. With --resample-from, a finer kernel is resampled to --voxel-mm with energy conserved. "
+                    "With --for-method, every kernel that method needs at --voxel-mm is made into the cache.")
+    parser.add_argument("--nuclide", default="Lu-177", help="radionuclide (default Lu-177)")
+    parser.add_argument("--voxel-mm", nargs="+", type=number_type("mm", positive=True), metavar="MM",
+                        help="voxel size: one value (isotropic) or three (x y z), mm")
+    parser.add_argument("--medium", help="soft_tissue, water, cortical_bone, lung, air or a Schneider medium name "
+                                         "(`--medium list`); with --density, that composition at that density")
+    parser.add_argument("--density", type=number_type("g/cm3", positive=True), metavar="RHO",
+                        help="density, g/cm3 (alone: the Schneider tissue of closest density)")
+    parser.add_argument("--size", nargs="+", type=integer_type(positive=True), metavar="N",
+                        help="odd voxel count: one value (cube) or three (x y z); e.g. 51 at 4.8 mm reaches 122 mm")
+    parser.add_argument("--histories", type=integer_type(positive=True), default=1_000_000,
+                        help="decays per component run (default 1e6; the centre uncertainty must be < 0.5 %%)")
+    parser.add_argument("--component", choices=("total", "electron", "photon"), default="total",
+                        help="total (default), or the electron or photon part alone")
+    parser.add_argument("--seed", type=integer_type(minimum=0, example="42"), default=0, help="random seed")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--resample-from", metavar="FINE.nrrd", help="resample this (finer) kernel instead of "
+                                                                     "simulating")
+    parser.add_argument("--for-method", choices=("svsv", "dvk", "mvsv"),
+                        help="make (into the cache) every kernel this method needs at --voxel-mm")
+    parser.add_argument("--no-cache", action="store_true", help="simulate even if the cache holds this kernel")
+    parser.add_argument("--out", help="output kernel file (.nrrd)")
+    return parser
+
+
+def _media_list() -> int:
+    from VoxelDosimetryLib.kernels.medium import medium_names
+    from VoxelDosimetryLib.physics.media import schneider_media
+
+    rho = {m.name: m.density_g_cm3 for m in schneider_media(0.05)}
+    for name in medium_names():
+        print(f"{name:<20} {rho[name]:.3f} g/cm3" if name in rho else name)
+    return 0
+
+
+def _one(args, medium: str | None, density: float | None, size, progress):
+    """The kernel from the cache or a new simulation (then cached)."""
+    from VoxelDosimetryLib.cli.common import say
+    from VoxelDosimetryLib.kernels.cache import load_cached, store_cached
+    from VoxelDosimetryLib.kernels.generate import generate_kernel, odd_size, voxel_size
+    from VoxelDosimetryLib.kernels.medium import kernel_medium
+    from VoxelDosimetryLib.physics import get_nuclide
+
+    nuclide = get_nuclide(args.nuclide).name
+    spacing = voxel_size(args.voxel_mm)
+    size_xyz = odd_size(size)
+    the_medium = kernel_medium(medium, density)
+    params = {"nuclide": nuclide, "voxel_mm": [round(v, 6) for v in spacing], "size_xyz": list(size_xyz),
+              "medium": medium if medium is not None else the_medium.name, "density_g_cm3": the_medium.density_g_cm3,
+              "mass_fractions": dict(the_medium.mass_fractions), "component": args.component,
+              "histories": int(args.histories), "seed": int(args.seed)}
+    if not args.no_cache:
+        cached = load_cached(params)
+        if cached is not None:
+            say("kernel", f"cached: {params['medium']} {params['density_g_cm3']:g} g/cm3 (no simulation needed)")
+            return cached
+    kernel = generate_kernel(nuclide, spacing, size_xyz, medium=medium, density_g_cm3=density,
+                             histories=args.histories, component=args.component, seed=args.seed,
+                             device=args.device, progress=progress)
+    store_cached(params, kernel)
+    return kernel
+
+
+def _needed_media(method: str) -> list[tuple[str, float]]:
+    from VoxelDosimetryLib.kernels.medium import SOFT_TISSUE, SOFT_TISSUE_DENSITY_G_CM3
+    from VoxelDosimetryLib.physics.media import DensityBins
+
+    if method in ("svsv", "dvk"):
+        return [(SOFT_TISSUE, SOFT_TISSUE_DENSITY_G_CM3)]
+    return [(b.medium, b.representative_g_cm3) for b in DensityBins.default() if b.representative_g_cm3 >= 0.1]
+
+
+def run(args: argparse.Namespace) -> int:
+    import math
+
+    from VoxelDosimetryLib.cli.common import prepare_outputs, progress_printer, say
+    from VoxelDosimetryLib.errors import InputFormatError
+    from VoxelDosimetryLib.kernels.kernel import read_kernel, write_kernel
+
+    if args.medium == "list":
+        return _media_list()
+    if not args.voxel_mm:
+        raise InputFormatError("Give the voxel size: --voxel-mm X (isotropic) or --voxel-mm X Y Z (mm).")
+    progress = progress_printer("kernel")
+    if args.for_method:
+        if args.out or args.resample_from or args.medium or args.density is not None:
+            raise InputFormatError("--for-method makes the method's kernels into the cache: drop --out, "
+                                   "--resample-from, --medium and --density.")
+        size = args.size or [2 * int(math.ceil(120.0 / max(args.voxel_mm if len(args.voxel_mm) == 3
+                                                        else args.voxel_mm * 3))) + 1]
+        made = []
+        for medium, density in _needed_media(args.for_method):
+            kernel = _one(args, medium, density, size, progress)
+            made.append({"medium": medium, "density_g_cm3": density,
+                         "centre_relative_uncertainty": kernel.metadata.get("centre_relative_uncertainty")})
+        print(json.dumps({"method": args.for_method, "kernels": made}, indent=1))
+        return 0
+    if not args.out:
+        raise InputFormatError("Name the output kernel file: --out K.nrrd.")
+    prepare_outputs({"--out": args.out}, [args.resample_from], {"--out": (".nrrd", ".nhdr")})
+    if args.resample_from:
+        from VoxelDosimetryLib.kernels.resample import resample_kernel
+
+        if args.medium or args.density is not None:
+            raise InputFormatError("--resample-from keeps the fine kernel's medium: drop --medium/--density.")
+        fine = read_kernel(args.resample_from)
+        size = None if not args.size else (args.size if len(args.size) != 1 else args.size * 3)
+        kernel = resample_kernel(fine, args.voxel_mm, size)
+    else:
+        if not args.size:
+            raise InputFormatError("Give the kernel size: --size N (odd voxel count) or --size NX NY NZ.")
+        if args.medium is None and args.density is None:
+            raise InputFormatError("Name the medium (--medium soft_tissue; `--medium list` prints them) or give "
+                                   "--density RHO (g/cm3).")
+        kernel = _one(args, args.medium, args.density, args.size, progress)
+    path = write_kernel(kernel, args.out)
+    say("kernel", f"wrote {path}")
+    print(json.dumps({"out": str(path), **kernel.describe(),
+                      "absorbed_fraction_in_kernel": kernel.metadata.get("absorbed_fraction_in_kernel")},
+                     indent=1, default=str))
+    return 0

@@ -1,0 +1,168 @@
+"""Kernel-convolution dose methods: single voxel S-value (svsv), density-scaled dose voxel kernel (dvk) and
+multiple voxel S-values (mvsv). Each maps activity (Bq/mL) → dose rate (Gy/s) or TIA (Bq·s/mL) → dose (Gy):
+D_i = Σ_j Ã_j · S(i − j), Ã_j the decays (Bq or Bq·s) in voxel j, S the kernel in Gy per decay (DESIGN.md).
+
+- svsv: the ICRP soft-tissue kernel (1.04 g/cm³) everywhere.
+- dvk: the svsv dose × ρ_kernel / ρ_voxel, 0 where ρ < 0.1 g/cm³ (DblurDoseNet, Li et al. 2022, §2.3.2).
+- mvsv: one kernel per density bin (physics/media.py DensityBins, Schneider media of the MC engine); the
+  activity is convolved with each bin's kernel and each result kept where the voxel belongs to that bin (Lee et
+  al. 2018, J Nucl Med 59:1133, used by Kim et al. 2022); bins below 0.1 g/cm³ are air and get no dose.
+Kernels come from the shipped Lu-177 set, the user's cache, or a resampled finer kernel (kernels/library.py);
+all convolutions go through the one torch FFT engine (dose/fft_convolution.py).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from VoxelDosimetryLib.dose.registry import DoseMethod, DoseOption, DoseRequest, DoseResult, register_dose_method
+from VoxelDosimetryLib.dose.value_policy import AIR_DENSITY_G_CM3
+from VoxelDosimetryLib.errors import InputFormatError, VoxelDosimetryError
+from VoxelDosimetryLib.physics import ct_to_density
+from VoxelDosimetryLib.volume import Volume
+
+_CONVOLVERS: dict = {}
+
+
+class DoseCancelled(VoxelDosimetryError):
+    """The dose calculation was cancelled through the request's cancel callable."""
+
+
+def _convolver(device: str):
+    from VoxelDosimetryLib.dose.fft_convolution import FFTConvolver
+
+    key = str(device)
+    if key not in _CONVOLVERS:  # one engine per device keeps the kernel spectra cached between calls
+        _CONVOLVERS[key] = FFTConvolver(device=device)
+    return _CONVOLVERS[key]
+
+
+def _check_cancel(request: DoseRequest) -> None:
+    if request.cancel is not None and request.cancel():
+        raise DoseCancelled("The dose calculation was cancelled.")
+
+
+def _decays_per_voxel(source: Volume) -> np.ndarray:
+    """Bq (activity) or Bq·s (TIA) per voxel from the per-mL source."""
+    return source.to_canonical_unit().array.astype(np.float64) * source.voxel_volume_ml
+
+
+def _output(request: DoseRequest, values: np.ndarray) -> Volume:
+    quantity = "dose_rate" if request.source.quantity == "activity_concentration" else "dose"
+    return request.ct.with_array(values.astype(np.float32), quantity=quantity,
+                                 unit="Gy/s" if quantity == "dose_rate" else "Gy")
+
+
+def _kernel(request: DoseRequest, medium: str, density: float):
+    """The kernel for the request's grid (option `kernel` = a file overrides the lookup)."""
+    from VoxelDosimetryLib.kernels.kernel import read_kernel
+    from VoxelDosimetryLib.kernels.library import find_kernel
+    from VoxelDosimetryLib.physics import get_nuclide
+
+    options = request.options
+    path = options.get("kernel") or ""
+    component = options.get("component", "total")
+    if path:
+        kernel = read_kernel(path)
+        nuclide = get_nuclide(request.nuclide).name
+        if kernel.nuclide != nuclide:
+            raise InputFormatError(f"The kernel {path} is for {kernel.nuclide}, not {nuclide}: make one for "
+                                   f"{nuclide} with `voxeldosimetry kernel --nuclide {nuclide} ...`.")
+        if not np.allclose(kernel.spacing_mm, request.ct.spacing, rtol=0.005):
+            raise InputFormatError(f"The kernel {path} has voxels of {kernel.spacing_mm} mm, the dose grid "
+                                   f"{tuple(request.ct.spacing)} mm (x, y, z): make a kernel for the dose grid "
+                                   "with `voxeldosimetry kernel --voxel-mm X Y Z ...`, or drop the kernel option "
+                                   "to use the shipped set.")
+        if kernel.component != component:
+            raise InputFormatError(f"The kernel {path} holds the {kernel.component} component; the option "
+                                   f"component={component!r} asks for another. Set component={kernel.component}.")
+        return kernel
+    folders = [options["kernel_folder"]] if options.get("kernel_folder") else []
+    return find_kernel(request.nuclide, request.ct.spacing, medium, density, component, folders)
+
+
+def _kernel_info(kernel) -> dict:
+    return {**kernel.describe(), "command": kernel.metadata.get("command")}
+
+
+def svsv_dose(request: DoseRequest) -> DoseResult:
+    """Single soft-tissue voxel S-value kernel convolution."""
+    from VoxelDosimetryLib.kernels.medium import SOFT_TISSUE, SOFT_TISSUE_DENSITY_G_CM3
+
+    kernel = _kernel(request, SOFT_TISSUE, SOFT_TISSUE_DENSITY_G_CM3)
+    request.report(0.1, "convolving with the soft-tissue kernel")
+    engine = _convolver(request.device)
+    dose = engine.convolve(_decays_per_voxel(request.source), kernel.values)
+    request.report(1.0, "done")
+    return DoseResult(_output(request, dose), info={"method": "svsv", "kernel": _kernel_info(kernel),
+                                                    "fft": dict(engine.stats)})
+
+
+def dvk_dose(request: DoseRequest) -> DoseResult:
+    """Soft-tissue kernel dose × ρ_kernel/ρ_voxel; 0 below 0.1 g/cm³ (DblurDoseNet §2.3.2)."""
+    from VoxelDosimetryLib.kernels.medium import SOFT_TISSUE, SOFT_TISSUE_DENSITY_G_CM3
+
+    kernel = _kernel(request, SOFT_TISSUE, SOFT_TISSUE_DENSITY_G_CM3)
+    density = ct_to_density(request.ct).array.astype(np.float64)
+    request.report(0.1, "convolving with the soft-tissue kernel")
+    engine = _convolver(request.device)
+    dose = engine.convolve(_decays_per_voxel(request.source), kernel.values)
+    scale = np.where(density >= AIR_DENSITY_G_CM3, kernel.density_g_cm3 / np.maximum(density, AIR_DENSITY_G_CM3),
+                     0.0)
+    request.report(1.0, "done")
+    return DoseResult(_output(request, dose * scale),
+                      info={"method": "dvk", "kernel": _kernel_info(kernel), "air_density_g_cm3": AIR_DENSITY_G_CM3,
+                            "fft": dict(engine.stats)})
+
+
+def mvsv_dose(request: DoseRequest) -> DoseResult:
+    """Multiple voxel S-values: one kernel per density bin, each kept where the voxel is in its bin."""
+    from VoxelDosimetryLib.physics.media import DensityBins, density_bin_map
+
+    bins = DensityBins.default()
+    bin_map, rows = density_bin_map(request.ct, bins)
+    selector = np.asarray(bin_map.array, dtype=np.int64)
+    used = [b for b in bins if b.representative_g_cm3 >= AIR_DENSITY_G_CM3 and rows[b.index]["voxel_count"] > 0]
+    kernels, kernel_rows = [], []
+    for i, b in enumerate(used):
+        _check_cancel(request)
+        request.report(0.05 + 0.25 * i / max(len(used), 1), f"kernel for density bin {b.index} ({b.medium})")
+        kernel = _kernel(request, b.medium, b.representative_g_cm3)
+        kernels.append(kernel.values)
+        kernel_rows.append({"bin": b.index, "low_g_cm3": b.low_g_cm3, "high_g_cm3": b.high_g_cm3,
+                            "voxels": rows[b.index]["voxel_count"], **_kernel_info(kernel)})
+    # selector over the used kernels; air bins (and empty ones) point at an extra all-zero kernel
+    lookup = np.full(len(bins), len(kernels), dtype=np.int64)
+    for k, b in enumerate(used):
+        lookup[b.index] = k
+    local = lookup[selector]
+    air = local == len(kernels)
+    engine = _convolver(request.device)
+    _check_cancel(request)
+    request.report(0.3, f"convolving with {len(kernels)} kernels")
+    if kernels:
+        dose = engine.convolve_select(_decays_per_voxel(request.source), kernels + [np.zeros((1, 1, 1))], local)
+        dose = np.where(air, 0.0, dose)
+    else:
+        dose = np.zeros(request.ct.shape)
+    request.report(1.0, "done")
+    return DoseResult(_output(request, dose), info={"method": "mvsv", "density_bins": kernel_rows,
+                                                    "air_bins_below_g_cm3": AIR_DENSITY_G_CM3,
+                                                    "fft": dict(engine.stats)})
+
+
+_COMPONENT = DoseOption("component", "str", "total", choices=("total", "electron", "photon"),
+                        help="kernel component: total, or the electron or photon part alone")
+_KERNEL_FOLDER = DoseOption("kernel_folder", "str", "", help="an extra folder of kernel files (NRRD from "
+                            "`voxeldosimetry kernel`) searched besides the shipped set and the user cache")
+_KERNEL_FILE = DoseOption("kernel", "str", "", help="a kernel file (NRRD from `voxeldosimetry kernel`) for the dose "
+                          "grid, used instead of the shipped soft-tissue kernel")
+
+register_dose_method(DoseMethod(
+    "svsv", "single voxel S-value: convolution with the ICRP soft-tissue (1.04 g/cm3) kernel", svsv_dose,
+    options=(_COMPONENT, _KERNEL_FILE, _KERNEL_FOLDER)))
+register_dose_method(DoseMethod(
+    "dvk", "dose voxel kernel with density scaling: soft-tissue kernel dose x 1.04/density, 0 below 0.1 g/cm3 "
+           "(DblurDoseNet)", dvk_dose, options=(_COMPONENT, _KERNEL_FILE, _KERNEL_FOLDER)))
+register_dose_method(DoseMethod(
+    "mvsv", "multiple voxel S-values: one kernel per density bin (18 tissue bins from lung to cortical bone), each "
+            "result kept in its bin (Lee et al. 2018)", mvsv_dose, options=(_COMPONENT, _KERNEL_FOLDER)))
