@@ -76,11 +76,12 @@ def fast_fft_size(n: int) -> int:
 
 
 def padded_shape(source_shape, kernel_shape) -> tuple[int, int, int]:
-    """Per axis the fast FFT size >= source + kernel - 1: the grid on which the linear convolution does not wrap."""
+    """Per axis the fast FFT size >= source + kernel//2: the smallest grid on which the 'same'-size part of the
+    linear convolution does not wrap (its rows k//2 .. s+k//2-1 alias only rows beyond the full length s+k-1)."""
     s, k = tuple(int(v) for v in source_shape), tuple(int(v) for v in kernel_shape)
     if len(s) != 3 or len(k) != 3 or min(s + k) < 1:
         raise InputFormatError(f"padded_shape needs two 3-D shapes with sizes >= 1; got {s} and {k}.")
-    return tuple(fast_fft_size(a + b - 1) for a, b in zip(s, k))
+    return tuple(fast_fft_size(a + b // 2) for a, b in zip(s, k))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -306,12 +307,15 @@ class FFTConvolver:
         slabs that fit (at least 1 voxel), balanced so that all slabs share one padded shape."""
         Z, Y, X = source_shape
         kz = kshape[0]
-        py, px = fast_fft_size(Y + kshape[1] - 1), fast_fft_size(X + kshape[2] - 1)
+        # 'same' output: a period of s + k//2 keeps the wanted rows free of wrap-around (rows c..s+c-1 of the
+        # full convolution; their aliases lie beyond its last row s+k-2), 1.2-1.4x smaller than s + k - 1
+        py, px = fast_fft_size(Y + kshape[1] // 2), fast_fft_size(X + kshape[2] // 2)
         out_item = 8 if (mode != "many" or self.dtype == "float64") else 4
         out_bytes = n_out * Z * Y * X * out_item  # the returned array (host memory)
 
         def need(depth: int) -> tuple[int, int]:
-            pz = fast_fft_size(depth + kz - 1)
+            # one slab: as y and x; z-slabs (overlap-add) need their full linear extent
+            pz = fast_fft_size(depth + kz // 2) if depth >= Z else fast_fft_size(depth + kz - 1)
             region = (min(depth + kz - 1, Z), Y, X)  # output rows one slab touches
             est = self.working_set_bytes((pz, py, px), region, mode, device.type)
             return pz, est + (out_bytes if device.type == "cpu" else 0)

@@ -52,10 +52,10 @@ def _output(request: DoseRequest, values: np.ndarray) -> Volume:
                                  unit="Gy/s" if quantity == "dose_rate" else "Gy")
 
 
-def _kernel(request: DoseRequest, medium: str, density: float):
+def _kernel(request: DoseRequest, medium: str, density: float, method: str):
     """The kernel for the request's grid (option `kernel` = a file overrides the lookup)."""
     from VoxelDosimetryLib.kernels.kernel import read_kernel
-    from VoxelDosimetryLib.kernels.library import find_kernel
+    from VoxelDosimetryLib.kernels.library import KernelNotAvailableError, find_kernel
     from VoxelDosimetryLib.physics import get_nuclide
 
     options = request.options
@@ -77,7 +77,15 @@ def _kernel(request: DoseRequest, medium: str, density: float):
                                    f"component={component!r} asks for another. Set component={kernel.component}.")
         return kernel
     folders = [options["kernel_folder"]] if options.get("kernel_folder") else []
-    return find_kernel(request.nuclide, request.ct.spacing, medium, density, component, folders)
+    try:
+        return find_kernel(request.nuclide, request.ct.spacing, medium, density, component, folders)
+    except KernelNotAvailableError as exc:
+        spacing = " ".join(f"{v:g}" for v in request.ct.spacing)
+        raise KernelNotAvailableError(
+            f"{exc} To make every kernel the {method} method needs on this dose grid in one go (cached, "
+            f"about a minute per kernel on a CPU): voxeldosimetry kernel --nuclide {get_nuclide(request.nuclide).name} "
+            f"--for-method {method} --voxel-mm {spacing}. Shipped grids: 4.8, 4.42, 3.9 mm isotropic and "
+            "0.98x0.98x3 mm (and grids whose voxels they tile by odd whole numbers).") from None
 
 
 def _kernel_info(kernel) -> dict:
@@ -88,7 +96,7 @@ def svsv_dose(request: DoseRequest) -> DoseResult:
     """Single soft-tissue voxel S-value kernel convolution."""
     from VoxelDosimetryLib.kernels.medium import SOFT_TISSUE, SOFT_TISSUE_DENSITY_G_CM3
 
-    kernel = _kernel(request, SOFT_TISSUE, SOFT_TISSUE_DENSITY_G_CM3)
+    kernel = _kernel(request, SOFT_TISSUE, SOFT_TISSUE_DENSITY_G_CM3, "svsv")
     request.report(0.1, "convolving with the soft-tissue kernel")
     engine = _convolver(request.device)
     dose = engine.convolve(_decays_per_voxel(request.source), kernel.values)
@@ -101,7 +109,7 @@ def dvk_dose(request: DoseRequest) -> DoseResult:
     """Soft-tissue kernel dose × ρ_kernel/ρ_voxel; 0 below 0.1 g/cm³ (DblurDoseNet §2.3.2)."""
     from VoxelDosimetryLib.kernels.medium import SOFT_TISSUE, SOFT_TISSUE_DENSITY_G_CM3
 
-    kernel = _kernel(request, SOFT_TISSUE, SOFT_TISSUE_DENSITY_G_CM3)
+    kernel = _kernel(request, SOFT_TISSUE, SOFT_TISSUE_DENSITY_G_CM3, "dvk")
     density = ct_to_density(request.ct).array.astype(np.float64)
     request.report(0.1, "convolving with the soft-tissue kernel")
     engine = _convolver(request.device)
@@ -126,7 +134,7 @@ def mvsv_dose(request: DoseRequest) -> DoseResult:
     for i, b in enumerate(used):
         _check_cancel(request)
         request.report(0.05 + 0.25 * i / max(len(used), 1), f"kernel for density bin {b.index} ({b.medium})")
-        kernel = _kernel(request, b.medium, b.representative_g_cm3)
+        kernel = _kernel(request, b.medium, b.representative_g_cm3, "mvsv")
         kernels.append(kernel.values)
         kernel_rows.append({"bin": b.index, "low_g_cm3": b.low_g_cm3, "high_g_cm3": b.high_g_cm3,
                             "voxels": rows[b.index]["voxel_count"], **_kernel_info(kernel)})
