@@ -417,12 +417,16 @@ def test_negative_round_off_is_not_clipped(rng):
 
 
 def test_selection_keeps_only_the_selected_voxels_in_float64_in_place(rng):
-    from VoxelDosimetryLib.dose.fft_convolution import _keep_selected
+    from VoxelDosimetryLib.dose.fft_convolution import _Selection
 
-    part = torch.from_numpy(rng.random((6, 9, 8)).astype(np.float32))[1:5, 2:7, 1:6]  # a strided crop
-    selector = torch.from_numpy(rng.integers(0, 3, (4, 5, 5)).astype(np.int32))
+    result = torch.from_numpy(rng.random((6, 9, 8)).astype(np.float32))  # the padded irfftn output
+    part = result[1:5, 2:7, 1:6]  # the slab's output region inside it
+    selector = rng.integers(0, 3, (4, 5, 5)).astype(np.int32)
     acc = torch.full((4, 5, 5), -7.0, dtype=torch.float64)
-    out = _keep_selected(acc, part, selector, 1)
-    assert out.dtype == torch.float64 and out.data_ptr() == acc.data_ptr()
-    expected = np.where(selector.numpy() == 1, part.numpy().astype(np.float64), -7.0)
+    pointer = acc.data_ptr()
+    selection = _Selection(selector, 3, (6, 9, 8), (1, 2, 1), torch.device("cpu"))
+    assert selection.present.tolist() == np.bincount(selector.ravel(), minlength=3).tolist()
+    selection.keep(acc, result, 1)
+    assert acc.dtype == torch.float64 and acc.data_ptr() == pointer
+    expected = np.where(selector == 1, part.numpy().astype(np.float64), -7.0)
     np.testing.assert_array_equal(acc.numpy(), expected)

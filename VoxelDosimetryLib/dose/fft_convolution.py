@@ -137,12 +137,32 @@ def _is_oom(exc: BaseException) -> bool:
     return False
 
 
-def _keep_selected(acc, part, selector, index: int):
-    """acc (float64) takes part's values where selector == index, in place (torch.where writing into acc: no
-    float64 copy of part, no index arrays, no host sync on CUDA; measured faster than masked assignment on CPU)."""
-    import torch
+class _Selection:
+    """The output voxels of each kernel, grouped once per slab: for kernel i, `dst` (flat indices into the slab's
+    float64 accumulator) and `src` (flat indices into the padded irfftn result). Keeping kernel i's values is then
+    a gather + scatter over its own voxels only, O(voxels) over all kernels instead of O(voxels x kernels) for
+    masked writes (measured 10x less time than torch.where per kernel on CPU)."""
 
-    return torch.where(selector == index, part, acc, out=acc)
+    def __init__(self, selector: np.ndarray, n_kernels: int, padded, offset, device) -> None:
+        import torch
+
+        small = selector.astype(np.int16 if n_kernels < 2 ** 15 else np.int64, copy=False).reshape(-1)
+        dst = np.argsort(small, kind="stable")  # radix sort for 16-bit keys: linear time
+        self.present = np.bincount(small, minlength=n_kernels)
+        self.starts = np.concatenate([[0], np.cumsum(self.present)])
+        rows, ny, nx = selector.shape
+        z, rest = np.divmod(dst, ny * nx)
+        y, x = np.divmod(rest, nx)
+        n0, cy, cx = offset
+        src = ((z + n0) * int(padded[1]) + (y + cy)) * int(padded[2]) + (x + cx)
+        self.dst = torch.from_numpy(dst.astype(np.int64, copy=False)).to(device)
+        self.src = torch.from_numpy(src.astype(np.int64, copy=False)).to(device)
+
+    def keep(self, acc, result, index: int) -> None:
+        """acc takes result's values at kernel `index`'s voxels (float64), in place."""
+        a, b = int(self.starts[index]), int(self.starts[index + 1])
+        if b > a:
+            acc.view(-1)[self.dst[a:b]] = result.reshape(-1)[self.src[a:b]].to(acc.dtype)
 
 
 def _available_ram_bytes() -> int:
@@ -285,7 +305,7 @@ class FFTConvolver:
         total += 4 * n_half * cplx  # source spectrum, kernel spectrum, product buffer, FFT workspace
         total += n_region * (real + 8 + 8)  # cropped contiguous result, float64 accumulator and its update
         if mode == "select":
-            total += n_region * (4 + 1 + 8)  # selector (int32), mask, scale (float64)
+            total += n_region * (4 + 8 + 8 + 24 + 8)  # selector, scale, dst/src indices, index temporaries, gather
         return int(total * 1.1) + (64 * 2**20 if device_type == "cuda" else 0)
 
     def _budget(self, device, spectrum_bytes: int, n_new: int) -> int:
@@ -425,8 +445,8 @@ class FFTConvolver:
             spectrum = self._timed(device, torch.fft.rfftn, slab, s=padded, dim=dims)
             del slab
             if mode == "select":
-                sel = self._to_device(selector[rows], device, np.int32)
-                present = torch.bincount(sel.reshape(-1), minlength=len(kernels)).cpu().numpy()
+                selection = _Selection(np.asarray(selector[rows]), len(kernels), padded, (n0, cy, cx), device)
+                present = selection.present
                 acc = torch.zeros((n1 - n0, Y, X), dtype=torch.float64, device=device)
             for i in used:
                 if mode == "select" and present[i] == 0:
@@ -435,10 +455,11 @@ class FFTConvolver:
                 torch.mul(spectrum, kspec, out=product)
                 del kspec
                 self._timed(device, torch.fft.irfftn, product, s=padded, dim=dims, out=result)
-                part = result[n0:n1, cy:cy + Y, cx:cx + X]
                 if mode == "select":
-                    _keep_selected(acc, part, sel, i)
-                elif mode == "single":
+                    selection.keep(acc, result, i)
+                    continue
+                part = result[n0:n1, cy:cy + Y, cx:cx + X]
+                if mode == "single":
                     out = self._accumulate(out, rows, part.to(torch.float64), n_slabs)
                 else:  # many: the engine's dtype, slab rows added in that dtype
                     host = part.cpu().numpy()
@@ -452,7 +473,7 @@ class FFTConvolver:
                 if scale is not None:
                     acc.mul_(self._to_device(scale[rows], device, np.float64))
                 out = self._accumulate(out, rows, acc, n_slabs)
-                del acc, sel
+                del acc, selection
         return out
 
     @staticmethod

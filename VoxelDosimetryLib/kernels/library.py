@@ -62,11 +62,19 @@ def _load(path: str) -> DoseKernel:
 
 
 def shipped_entries() -> list[KernelEntry]:
+    """The shipped set's index (read once per process and index file)."""
     if not SHIPPED_INDEX.is_file():
         return []
-    index = json.loads(SHIPPED_INDEX.read_text())
-    return [KernelEntry(SHIPPED_DIR / e["file"], e["nuclide"], e["medium"], float(e["density_g_cm3"]), e["component"],
-                        tuple(e["voxel_mm"]), tuple(e["size_xyz"]), True) for e in index["kernels"]]
+    return list(_index(str(SHIPPED_INDEX), SHIPPED_INDEX.stat().st_mtime_ns))
+
+
+@lru_cache(maxsize=4)
+def _index(path: str, _mtime_ns: int) -> tuple:
+    index = json.loads(Path(path).read_text())
+    folder = Path(path).parent
+    return tuple(KernelEntry(folder / e["file"], e["nuclide"], e["medium"], float(e["density_g_cm3"]),
+                             e["component"], tuple(e["voxel_mm"]), tuple(e["size_xyz"]), True)
+                 for e in index["kernels"])
 
 
 def _entry_from_file(path: Path) -> Optional[KernelEntry]:

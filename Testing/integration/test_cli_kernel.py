@@ -1,0 +1,91 @@
+"""`voxeldosimetry kernel` and the kernel methods from `voxeldosimetry dose` (issue #9)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from VoxelDosimetryLib import Volume
+from VoxelDosimetryLib.cli.main import main
+from VoxelDosimetryLib.io import read_volume, write_volume
+from VoxelDosimetryLib.kernels.kernel import read_kernel
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("VOXELDOSIMETRY_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _kernel_args(out, *extra):
+    return ["kernel", "--nuclide", "Lu-177", "--voxel-mm", "6", "--medium", "water", "--size", "3",
+            "--histories", "2000", "--component", "electron", "--device", "cpu", "--out", str(out), *extra]
+
+
+def test_kernel_is_simulated_once_then_served_from_the_cache(tmp_path, capsys):
+    assert main(_kernel_args(tmp_path / "k1.nrrd")) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["size_xyz"] == [3, 3, 3] and first["component"] == "electron"
+    kernel = read_kernel(tmp_path / "k1.nrrd")
+    assert kernel.metadata["histories"] == 2000
+    assert "voxeldosimetry kernel" in kernel.metadata["command"]
+    assert main(_kernel_args(tmp_path / "k2.nrrd")) == 0
+    assert "cached" in capsys.readouterr().err
+    np.testing.assert_array_equal(read_kernel(tmp_path / "k2.nrrd").values, kernel.values)
+
+
+def test_kernel_resample_from_a_finer_kernel_conserves_energy(tmp_path, capsys):
+    assert main(_kernel_args(tmp_path / "fine.nrrd")) == 0
+    capsys.readouterr()
+    assert main(["kernel", "--resample-from", str(tmp_path / "fine.nrrd"), "--voxel-mm", "18",
+                 "--out", str(tmp_path / "coarse.nrrd")]) == 0
+    fine, coarse = read_kernel(tmp_path / "fine.nrrd"), read_kernel(tmp_path / "coarse.nrrd")
+    assert coarse.spacing_mm == (18.0, 18.0, 18.0)
+    assert coarse.energy_per_decay_kev() == pytest.approx(fine.energy_per_decay_kev(), rel=1e-5)
+
+
+def test_medium_list_names_the_media(capsys):
+    assert main(["kernel", "--medium", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "soft_tissue" in out and "Marrow_Bone07_1" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--voxel-mm", "4.8", "--medium", "water", "--size", "4", "--histories", "100"], "odd"),
+    (["--voxel-mm", "0", "--medium", "water", "--size", "3", "--histories", "100"], "positive"),
+    (["--voxel-mm", "4.8", "--medium", "water", "--size", "3", "--histories", "0"], "histories"),
+    (["--voxel-mm", "4.8", "--medium", "water", "--size", "3001", "--histories", "100"], "GiB"),
+    (["--voxel-mm", "4.8", "--medium", "kryptonite", "--size", "3", "--histories", "100"], "Unknown kernel medium"),
+    (["--voxel-mm", "4.8", "--size", "3", "--histories", "100"], "--medium"),
+    (["--medium", "water", "--size", "3"], "--voxel-mm"),
+])
+def test_bad_kernel_requests_fail_with_a_clear_message(tmp_path, capsys, args, message):
+    try:
+        status = main(["kernel", *args, "--out", str(tmp_path / "k.nrrd")])
+    except SystemExit as exc:  # argparse refuses malformed numbers itself
+        status = exc.code
+    assert status != 0
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "k.nrrd").exists()
+
+
+def test_dose_with_a_kernel_file_and_the_flags_from_the_registry(tmp_path, capsys):
+    assert main(["kernel", "--voxel-mm", "6", "--medium", "soft_tissue", "--size", "3", "--histories", "2000",
+                 "--component", "electron", "--device", "cpu", "--out", str(tmp_path / "k.nrrd")]) == 0
+    ct = Volume(np.full((6, 6, 6), 40.0, np.float32), spacing=(6, 6, 6), quantity="ct", unit="HU")
+    act = np.zeros((6, 6, 6), np.float32)
+    act[3, 3, 3] = 1000.0
+    write_volume(ct, tmp_path / "ct.nrrd")
+    write_volume(Volume(act, spacing=(6, 6, 6), quantity="activity_concentration", unit="Bq/mL"),
+                 tmp_path / "a.nrrd")
+    capsys.readouterr()
+    assert main(["dose", "--activity", str(tmp_path / "a.nrrd"), "--ct", str(tmp_path / "ct.nrrd"), "--method",
+                 "svsv", "--kernel", str(tmp_path / "k.nrrd"), "--component", "electron",
+                 "--out", str(tmp_path / "d.nrrd")]) == 0
+    dose = read_volume(tmp_path / "d.nrrd")
+    kernel = read_kernel(tmp_path / "k.nrrd")
+    assert dose.array[3, 3, 3] == pytest.approx(1000.0 * 0.216 * kernel.centre_value, rel=1e-5)
+    # a kernel option given to a method that has none
+    assert main(["dose", "--activity", str(tmp_path / "a.nrrd"), "--ct", str(tmp_path / "ct.nrrd"), "--method",
+                 "led", "--kernel", str(tmp_path / "k.nrrd"), "--out", str(tmp_path / "d2.nrrd")]) != 0
+    assert "--kernel" in capsys.readouterr().err
