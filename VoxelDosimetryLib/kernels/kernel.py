@@ -122,6 +122,12 @@ class DoseKernel:
             sd = np.hypot(unc[0] * self.centre_value, unc[1] * other.centre_value)
             meta["centre_relative_uncertainty"] = float(sd / max(self.centre_value + other.centre_value, 1e-300))
         meta["histories"] = min(int(k.metadata.get("histories", 0)) for k in (self, other))
+        commands = [k.metadata.get("command") for k in (self, other) if k.metadata.get("command")]
+        if commands:
+            meta["command"] = "; ".join(commands)
+        for key in ("generator_version", "engine_version"):
+            if self.metadata.get(key) == other.metadata.get(key):
+                meta[key] = self.metadata.get(key)
         return replace(self, values=total, component=component, metadata=meta)
 
     def cropped(self, size_xyz: tuple[int, int, int]) -> "DoseKernel":
