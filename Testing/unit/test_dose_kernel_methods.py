@@ -159,3 +159,17 @@ def test_a_kernel_file_for_another_nuclide_or_grid_is_refused(tmp_path):
     write_kernel(DoseKernel(_kernel_values(1.0), (4.8, 4.8, 4.8), "Lu-177", SOFT_TISSUE, 1.04, "total"), coarse)
     with pytest.raises(InputFormatError, match="voxeldosimetry kernel --voxel-mm"):
         compute_dose("dvk", DoseRequest(source, ct, options={"kernel": str(coarse)}))
+
+
+def test_the_kernel_fingerprint_changes_when_a_cached_kernel_appears(tmp_path):
+    from VoxelDosimetryLib.dose import get_dose_method
+    from VoxelDosimetryLib.kernels.cache import kernel_cache_dir
+
+    method = get_dose_method("mvsv")
+    before = method.fingerprint()
+    assert method.fingerprint() == before
+    kernel_cache_dir().mkdir(parents=True, exist_ok=True)
+    write_kernel(DoseKernel(_kernel_values(1.0), SPACING, "Lu-177", SOFT_TISSUE, 1.04, "total"),
+                 kernel_cache_dir() / "new.nrrd")
+    assert method.fingerprint() != before
+    assert get_dose_method("led").fingerprint is None

@@ -165,12 +165,20 @@ _KERNEL_FOLDER = DoseOption("kernel_folder", "str", "", help="an extra folder of
 _KERNEL_FILE = DoseOption("kernel", "str", "", help="a kernel file (NRRD from `voxeldosimetry kernel`) for the dose "
                           "grid, used instead of the shipped soft-tissue kernel")
 
+def _kernel_fingerprint() -> str:
+    from VoxelDosimetryLib.kernels.library import kernel_fingerprint
+
+    return kernel_fingerprint()
+
+
 register_dose_method(DoseMethod(
     "svsv", "single voxel S-value: convolution with the ICRP soft-tissue (1.04 g/cm3) kernel", svsv_dose,
-    options=(_COMPONENT, _KERNEL_FILE, _KERNEL_FOLDER)))
+    options=(_COMPONENT, _KERNEL_FILE, _KERNEL_FOLDER), fingerprint=_kernel_fingerprint))
 register_dose_method(DoseMethod(
     "dvk", "dose voxel kernel with density scaling: soft-tissue kernel dose x 1.04/density, 0 below 0.1 g/cm3 "
-           "(DblurDoseNet)", dvk_dose, options=(_COMPONENT, _KERNEL_FILE, _KERNEL_FOLDER)))
+           "(DblurDoseNet)", dvk_dose, options=(_COMPONENT, _KERNEL_FILE, _KERNEL_FOLDER),
+    fingerprint=_kernel_fingerprint))
 register_dose_method(DoseMethod(
     "mvsv", "multiple voxel S-values: one kernel per density bin (18 tissue bins from lung to cortical bone), each "
-            "result kept in its bin (Lee et al. 2018)", mvsv_dose, options=(_COMPONENT, _KERNEL_FOLDER)))
+            "result kept in its bin (Lee et al. 2018)", mvsv_dose, options=(_COMPONENT, _KERNEL_FOLDER),
+    fingerprint=_kernel_fingerprint))

@@ -198,6 +198,9 @@ class DoseMethod:
     stochastic: bool = False
     provides_uncertainty: bool = False
     options: tuple = ()  # DoseOption per option compute() reads from DoseRequest.options; any other name is refused
+    # state outside the request that the result depends on (e.g. the kernel files a kernel method may use): a short
+    # text that changes when that state changes; the pipeline's step cache keys the dose step with it
+    fingerprint: Optional[Callable[[], str]] = None
 
     def __post_init__(self) -> None:
         options = tuple(self.options)

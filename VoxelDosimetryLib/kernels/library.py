@@ -98,6 +98,25 @@ def all_entries(extra_folders: Iterable[str | Path] = ()) -> list[KernelEntry]:
     return shipped_entries() + cached_entries(extra_folders)
 
 
+def kernel_fingerprint(extra_folders: Iterable[str | Path] = ()) -> str:
+    """sha1 of what kernel lookup can see: the shipped index and the names (keyed by all parameters), sizes and
+    modification times of the cached and extra kernel files. Changes whenever a lookup could return another kernel."""
+    import hashlib
+
+    from VoxelDosimetryLib.kernels.cache import cached_kernels
+
+    digest = hashlib.sha1()
+    if SHIPPED_INDEX.is_file():
+        digest.update(SHIPPED_INDEX.read_bytes())
+    files = list(cached_kernels())
+    for folder in extra_folders:
+        files += sorted(Path(folder).glob("*.nrrd"))
+    for path in files:
+        stat = path.stat()
+        digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
 def _same_spacing(a: Sequence[float], b: Sequence[float]) -> bool:
     return all(abs(x - y) <= SAME_SPACING_RTOL * y for x, y in zip(a, b))
 

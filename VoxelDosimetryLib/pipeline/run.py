@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from VoxelDosimetryLib.dose import get_dose_method
 from VoxelDosimetryLib.errors import InputFormatError, VoxelDosimetryError
 from VoxelDosimetryLib.io import read_volume, write_volume
 from VoxelDosimetryLib.io.roles import as_role
@@ -355,6 +356,9 @@ def _run(config: PipelineConfig, out: Path, progress: Progress | None, cancel: C
     dose_params = {"method": config.dose.method, "histories": config.dose.histories, "seed": config.dose.seed,
                    "device": config.dose.device, "options": config.dose.options, "nuclide": config.nuclide,
                    "max_negative_fraction": config.max_negative_fraction}
+    fingerprint = get_dose_method(config.dose.method).fingerprint
+    if fingerprint is not None:  # e.g. the kernel files a kernel method can use: new kernels -> new dose
+        dose_params["method_state"] = fingerprint()
     uncertain = steps_dose.gives_uncertainty(config.dose)
     paths["dose"] = out / "dose" / "dose.nrrd"
     paths["dose_info"] = out / "dose" / "dose_info.json"
