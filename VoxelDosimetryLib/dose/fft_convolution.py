@@ -151,10 +151,14 @@ class _Selection:
         self.present = np.bincount(small, minlength=n_kernels)
         self.starts = np.concatenate([[0], np.cumsum(self.present)])
         rows, ny, nx = selector.shape
-        z, rest = np.divmod(dst, ny * nx)
-        y, x = np.divmod(rest, nx)
         n0, cy, cx = offset
-        src = ((z + n0) * int(padded[1]) + (y + cy)) * int(padded[2]) + (x + cx)
+        # flat index in the padded result of every output voxel (broadcast sum of three ranges), then reordered
+        py, px = int(padded[1]), int(padded[2])
+        where = ((np.arange(n0, n0 + rows, dtype=np.int64)[:, None, None] * py
+                  + np.arange(cy, cy + ny, dtype=np.int64)[None, :, None]) * px
+                 + np.arange(cx, cx + nx, dtype=np.int64)[None, None, :])
+        src = where.reshape(-1)[dst]
+        del where
         self.dst = torch.from_numpy(dst.astype(np.int64, copy=False)).to(device)
         self.src = torch.from_numpy(src.astype(np.int64, copy=False)).to(device)
 

@@ -124,11 +124,12 @@ def dvk_dose(request: DoseRequest) -> DoseResult:
 
 def mvsv_dose(request: DoseRequest) -> DoseResult:
     """Multiple voxel S-values: one kernel per density bin, each kept where the voxel is in its bin."""
-    from VoxelDosimetryLib.physics.media import DensityBins, density_bin_map
+    from VoxelDosimetryLib.physics.media import DensityBins
 
     bins = DensityBins.default()
-    bin_map, rows = density_bin_map(request.ct, bins)
-    selector = np.asarray(bin_map.array, dtype=np.int64)
+    selector = bins.bin_index(ct_to_density(request.ct).array).astype(np.int64)  # physics/media.py bins
+    counts = np.bincount(selector.ravel(), minlength=len(bins))
+    rows = [{"voxel_count": int(n)} for n in counts]
     used = [b for b in bins if b.representative_g_cm3 >= AIR_DENSITY_G_CM3 and rows[b.index]["voxel_count"] > 0]
     kernels, kernel_rows = [], []
     for i, b in enumerate(used):
