@@ -64,8 +64,8 @@ PATIENT15_LUNG_HU = (-950.0, -400.0)
 PATIENT15_UPTAKE_MIN = 15000.0  # the phantom's organ/lesion values are whole thousands 15000-21000
 VIRTUAL_GRID_MM = (3.0, 3.0, 3.0)
 #: virtual patient: MBq/mL per region (illustrative DOTATATE-like ordering, not clinical data)
-VIRTUAL_MBQ_PER_ML = {"kidneys": 0.30, "spleen": 0.25, "liver": 0.12, "lesion_liver": 1.0,
-                      "lesion_paravertebral": 1.0, "vertebrae": 0.03, "lungs": 0.01, "body": 0.01}
+VIRTUAL_MBQ_PER_ML = {"kidneys": 0.30, "spleen": 0.25, "liver": 0.12, "lesion_liver": 0.8,
+                      "lesion_paravertebral": 0.8, "vertebrae": 0.03, "lungs": 0.005, "body": 0.005}
 VIRTUAL_LABELS = {"spleen": (1,), "kidneys": (2, 3), "liver": (5,), "lungs": (10, 11, 12, 13, 14),
                   "vertebrae": tuple(range(26, 51))}  # TotalSegmentator class_map_total.json
 VIRTUAL_LESION_RADIUS_MM = {"lesion_liver": 15.0, "lesion_paravertebral": 12.0}
@@ -101,10 +101,12 @@ def sphere_kernel_commands() -> list[list[str]]:
     return out
 
 
-def grid_kernel_commands(voxel_mm: tuple, histories: int = 500_000) -> list[list[str]]:
+def grid_kernel_commands(voxel_mm: tuple, svsv_histories: int = 500_000,
+                         mvsv_histories: int = 500_000) -> list[list[str]]:
+    """`--for-method` commands (the cached kernels of docs/VALIDATION.md were made with these histories)."""
     v = [f"{x:g}" for x in voxel_mm]
-    return [["kernel", "--for-method", m, "--voxel-mm", *v, "--histories", str(histories), "-q"]
-            for m in ("svsv", "mvsv")]
+    return [["kernel", "--for-method", m, "--voxel-mm", *v, "--histories", str(h), "-q"]
+            for m, h in (("svsv", svsv_histories), ("mvsv", mvsv_histories))]
 
 
 def kernels_missing(voxel_mm: tuple, media: list[tuple[str, float]]) -> list[str]:
@@ -167,6 +169,37 @@ def run_all(source: Volume, ct: Volume, histories: int, seed: int, device: str) 
     return out
 
 
+def compared(runs: dict) -> list:
+    """The methods compared with MC: the fast methods, then the extra runs (e.g. svsv_set098)."""
+    return list(FAST_METHODS) + [m for m in runs if m not in FAST_METHODS and m != "mc"]
+
+
+EXTRA_LABELS = {"svsv_set098": "SVSV, shipped 0.98x0.98x3 set", "mvsv_set098": "MVSV, shipped 0.98x0.98x3 set"}
+
+
+def shipped_set_runs(source: Volume, ct: Volume, device: str) -> dict:
+    """svsv and mvsv with only the shipped kernels (the cache pointed at an empty folder): on the 3 mm grid they
+    are resampled from the 0.98 x 0.98 x 3 mm set, whose photon kernels reach ~49 mm instead of 120 mm."""
+    out = {}
+    previous = os.environ.get("VOXELDOSIMETRY_CACHE_DIR")
+    with tempfile.TemporaryDirectory() as empty:
+        os.environ["VOXELDOSIMETRY_CACHE_DIR"] = empty
+        try:
+            for name in ("svsv", "mvsv"):
+                start = time.perf_counter()
+                with collect_qc() as log:
+                    result = compute_dose(name, DoseRequest(source, ct, nuclide="Lu-177", device=device))
+                out[f"{name}_set098"] = {"dose": result.dose.array.astype(np.float64), "uncertainty": None,
+                                         "time_s": time.perf_counter() - start, "info": result.info,
+                                         "qc": sorted(set(log.codes()))}
+        finally:
+            if previous is None:
+                os.environ.pop("VOXELDOSIMETRY_CACHE_DIR", None)
+            else:
+                os.environ["VOXELDOSIMETRY_CACHE_DIR"] = previous
+    return out
+
+
 def kernel_record(info: dict) -> Any:
     """What kernel(s) a method used: file/cache origin, histories and the command that made them."""
     def one(k: dict) -> dict:
@@ -204,8 +237,9 @@ def segment_row(name: str, seg: np.ndarray, runs: dict, mass_g: np.ndarray, scal
     # correlated, so this is a lower estimate; the segments hold hundreds to thousands of voxels)
     sigma = float(np.sqrt(np.sum((m * mc["dose"][seg] * mc["uncertainty"][seg]) ** 2)) / total)
     row = {"segment": name, "voxels": int(seg.sum()), "volume_ml": float(seg.sum()) * voxel_ml, "mass_g": total,
-           "mc": d_mc * scale, "mc_relative_uncertainty": sigma / d_mc if d_mc > 0 else None, "note": note}
-    for method in FAST_METHODS:
+           "mc": d_mc * scale, "mc_relative_uncertainty": sigma / d_mc if d_mc > 0 else None,
+           "mc_voxel_median_relative_uncertainty": float(np.median(mc["uncertainty"][seg])), "note": note}
+    for method in compared(runs):
         d = float(np.dot(m, runs[method]["dose"][seg]) / total)
         row[method] = d * scale
         row[f"{method}_error_pct"] = 100.0 * (d - d_mc) / d_mc if d_mc > 0 else None
@@ -219,7 +253,7 @@ def voxel_metrics(runs: dict, mask: np.ndarray, label: str) -> dict:
     ref = mc["dose"]
     noise = float(np.sqrt(np.mean((ref[mask] * mc["uncertainty"][mask]) ** 2)) / np.sqrt(np.mean(ref[mask] ** 2)))
     out = {"mask": label, "voxels": int(mask.sum()), "mc_noise_floor_pct": 100.0 * noise}
-    for method in FAST_METHODS:
+    for method in compared(runs):
         out[f"{method}_nrmse_pct"] = 100.0 * nrmse(runs[method]["dose"], ref, mask)
     return out
 
@@ -345,7 +379,7 @@ def case_patient15(args, kernel_log: list) -> dict:
     if not np.allclose(ct.spacing, PATIENT15_GRID_MM, rtol=1e-4):
         raise SystemExit(f"patient15 grid {ct.spacing} differs from the expected {PATIENT15_GRID_MM}")
     for method in ("svsv", "mvsv"):
-        cmds = [c for c in grid_kernel_commands(PATIENT15_GRID_MM) if c[2] == method]
+        cmds = [c for c in grid_kernel_commands(PATIENT15_GRID_MM, svsv_histories=1_000_000) if c[2] == method]
         ensure_kernels(cmds, PATIENT15_GRID_MM, method_media(method), args.make_kernels, kernel_log)
     src = src_volume.array.astype(np.float64)
     # The couch outline is stored as attn 3000 (HU 2000) in the attenuation file and as 3000 in the source file.
@@ -490,6 +524,7 @@ def case_virtual(args, kernel_log: list) -> dict:
     activity = ct.with_array(conc.astype(np.float32), quantity="activity_concentration", unit="Bq/mL")
     start = time.perf_counter()
     runs = run_all(activity, ct, args.virtual_histories, args.seed + 7, args.device)
+    runs.update(shipped_set_runs(activity, ct, args.device))
     mass = voxel_mass_g(ct)
     hu = ct.array.astype(np.float64)
     sampling = tuple(reversed(ct.spacing))
@@ -531,7 +566,10 @@ def case_virtual(args, kernel_log: list) -> dict:
            "profiles": {k: {kk: vv for kk, vv in v.items() if kk != "values"} for k, v in profiles.items()},
            "mc": mc_statistics(runs["mc"], body),
            "times_s": {m: round(runs[m]["time_s"], 1) for m in runs},
-           "kernels": {m: kernel_record(runs[m]["info"]) for m in ("svsv", "dvk", "mvsv")},
+           "kernels": {m: kernel_record(runs[m]["info"]) for m in ("svsv", "dvk", "mvsv", "svsv_set098",
+                                                                      "mvsv_set098")},
+           "kernel_energy_kev_per_decay": {m: runs[m]["info"]["kernel"]["absorbed_kev_per_decay"]
+                                           for m in ("svsv", "svsv_set098")},
            "qc": {m: runs[m]["qc"] for m in runs}}
     out["wall_s"] = round(time.perf_counter() - start, 1)
     if args.figures_dir is not None:
@@ -620,7 +658,7 @@ def _pct(value) -> str:
 
 def doc_spheres(res: dict, head: str) -> str:
     lines = [head, "", "| r (mm) | voxel (mm) | voxels / r | voxelised / true volume | table (keV) | MC | LED | SVSV | "
-             "DVK | MVSV | MC median unc. (voxels ≥ 10 % max) |", "|" + "---|" * 12]
+             "DVK | MVSV | MC median unc. (voxels ≥ 10 % max) |", "|" + "---|" * 11]
     for r in res["rows"]:
         m = r["methods"]
         cells = [f"{m[k]['absorbed_kev']:.1f} ({100 * m[k]['relative_to_table']:+.1f} %)" for k in ("mc",) + FAST_METHODS]
@@ -639,38 +677,47 @@ def doc_spheres(res: dict, head: str) -> str:
 
 def doc_segments(res: dict, head: str) -> str:
     mc = res["mc"]
+    methods = [k[:-len("_error_pct")] for k in res["segments"][0] if k.endswith("_error_pct")]
+    names = [EXTRA_LABELS.get(m, m.upper()) for m in methods]
     lines = [head, "", f"MC: {mc['histories']:.3g} decays, {mc['time_s']:.0f} s ({mc['decays_per_s']:.3g} decays/s), "
              f"median relative uncertainty {100 * mc['median_relative_uncertainty_above_10pct']:.1f} % (mean "
              f"{100 * mc['mean_relative_uncertainty_above_10pct']:.1f} %) over the {mc['voxels_above_10pct_of_max']} "
              "body voxels above 10 % of the maximum dose rate. Fast methods: "
              + ", ".join(f"{m.upper()} {res['times_s'][m]:.1f} s" for m in FAST_METHODS) + ".", "",
-             f"| segment | volume (mL) | MC ({res['unit']}) | MC unc. | LED | SVSV | DVK | MVSV |", "|" + "---|" * 8]
+             f"| segment | volume (mL) | MC ({res['unit']}) | MC unc. of the mean | MC voxel unc. (median) | "
+             + " | ".join(names) + " |", "|" + "---|" * (5 + len(names))]
     for r in res["segments"]:
         unc = r["mc_relative_uncertainty"]
-        lines.append(f"| {r['segment']} | {r['volume_ml']:.0f} | {r['mc']:.4g} | "
+        lines.append(f"| {r['segment'].strip()} | {r['volume_ml']:.0f} | {r['mc']:.4g} | "
                      f"{'–' if unc is None else f'{100 * unc:.2f} %'} | "
-                     + " | ".join(_pct(r[f"{m}_error_pct"]) for m in FAST_METHODS) + " |")
+                     f"{100 * r['mc_voxel_median_relative_uncertainty']:.1f} % | "
+                     + " | ".join(_pct(r[f"{m}_error_pct"]) for m in methods) + " |")
     lines += ["", "Voxel NRMSE against MC (the MC noise floor is the NRMSE a noise-free method would get from the "
-              "MC's own statistical noise):", "", "| voxels | count | MC noise floor | LED | SVSV | DVK | MVSV |",
-              "|" + "---|" * 7]
+              "MC's own statistical noise):", "", "| voxels | count | MC noise floor | " + " | ".join(names) + " |",
+              "|" + "---|" * (3 + len(names))]
     for v in res["voxel_metrics"]:
         lines.append(f"| {v['mask']} | {v['voxels']} | {v['mc_noise_floor_pct']:.1f} % | "
-                     + " | ".join(f"{v[f'{m}_nrmse_pct']:.1f} %" for m in FAST_METHODS) + " |")
+                     + " | ".join(f"{v[f'{m}_nrmse_pct']:.1f} %" for m in methods) + " |")
     return "\n".join(lines)
+
+
+def _walls(results: dict, case: str) -> str:
+    text = f" This case: {results[case].get('case_wall_s', results[case]['wall_s']):.0f} s wall time"
+    return text + (f" (whole run {results['total_wall_s'] / 60:.1f} min)." if "total_wall_s" in results else ".")
 
 
 def write_doc(results: dict, command: str) -> None:
     text = DOC.read_text()
     m = results["machine"]
-    where = (f"Measured by `{command}` on {m['cpu_count']} CPU cores ({m['torch_threads']} torch threads), Python "
+    where = (f"Measured by `{command}` on {m['cpu_count']} CPU cores (torch threads: {m['torch_threads']}), Python "
              f"{m['python']}, torch {m['torch']}.")
     blocks = {}
     if "spheres" in results:
-        blocks["SPHERES"] = doc_spheres(results["spheres"], where + f" Spheres wall time {results['spheres']['wall_s']:.0f} s.")
+        blocks["SPHERES"] = doc_spheres(results["spheres"], where + _walls(results, "spheres"))
     if "patient15" in results:
-        blocks["PATIENT15"] = doc_segments(results["patient15"], where + f" Wall time {results['patient15']['wall_s']:.0f} s.")
+        blocks["PATIENT15"] = doc_segments(results["patient15"], where + _walls(results, "patient15"))
     if "virtual" in results:
-        blocks["VIRTUAL"] = doc_segments(results["virtual"], where + f" Wall time {results['virtual']['wall_s']:.0f} s.")
+        blocks["VIRTUAL"] = doc_segments(results["virtual"], where + _walls(results, "virtual"))
     for key, body in blocks.items():
         begin, end = f"<!-- KERNEL-ACCURACY-{key}:BEGIN -->", f"<!-- KERNEL-ACCURACY-{key}:END -->"
         if begin not in text or end not in text:
@@ -687,10 +734,10 @@ def main(argv: Optional[list] = None) -> int:
     parser.add_argument("--case", choices=("spheres", "patient15", "virtual", "all"), default="all")
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("VOXELDOSIMETRY_TEST_DATA", ROOT.parent
                                                                          / "shared" / "data")))
-    parser.add_argument("--histories", type=integer_type(positive=True), default=40_000_000,
-                        help="MC decays for patient15 (default 4e7)")
-    parser.add_argument("--virtual-histories", type=integer_type(positive=True), default=None,
-                        help="MC decays for the virtual patient (default: --histories)")
+    parser.add_argument("--histories", type=integer_type(positive=True), default=25_000_000,
+                        help="MC decays for patient15 (default 2.5e7)")
+    parser.add_argument("--virtual-histories", type=integer_type(positive=True), default=30_000_000,
+                        help="MC decays for the virtual patient (default 3e7)")
     parser.add_argument("--sphere-histories", type=integer_type(positive=True), default=1_000_000,
                         help="MC decays per sphere (default 1e6)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1/100 of the MC decays, no figures")
@@ -702,8 +749,6 @@ def main(argv: Optional[list] = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=9)
     args = parser.parse_args(argv)
-    if args.virtual_histories is None:
-        args.virtual_histories = args.histories
     if args.quick:
         args.histories = max(10_000, args.histories // 100)
         args.virtual_histories = max(10_000, args.virtual_histories // 100)

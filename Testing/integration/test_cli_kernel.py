@@ -89,3 +89,49 @@ def test_dose_with_a_kernel_file_and_the_flags_from_the_registry(tmp_path, capsy
     assert main(["dose", "--activity", str(tmp_path / "a.nrrd"), "--ct", str(tmp_path / "ct.nrrd"), "--method",
                  "led", "--kernel", str(tmp_path / "k.nrrd"), "--out", str(tmp_path / "d2.nrrd")]) != 0
     assert "--kernel" in capsys.readouterr().err
+
+
+def test_kernel_command_guards(tmp_path, capsys, monkeypatch):
+    from VoxelDosimetryLib.kernels.cache import kernel_cache_dir
+
+    assert main(_kernel_args(tmp_path / "fine.nrrd")) == 0
+    # output inside the managed cache
+    assert main(_kernel_args(kernel_cache_dir() / "mine.nrrd")) == 1
+    assert "kernel cache" in capsys.readouterr().err
+    # options that only apply to a simulation are refused with --resample-from
+    assert main(["kernel", "--resample-from", str(tmp_path / "fine.nrrd"), "--voxel-mm", "18", "--histories", "10",
+                 "--out", str(tmp_path / "c.nrrd")]) == 1
+    assert "drop --histories" in capsys.readouterr().err
+    # an untiled ratio is refused
+    assert main(["kernel", "--resample-from", str(tmp_path / "fine.nrrd"), "--voxel-mm", "12",
+                 "--out", str(tmp_path / "c.nrrd")]) == 1
+    assert "do not tile" in capsys.readouterr().err
+    # abbreviated flags are not guessed
+    with pytest.raises(SystemExit):
+        main(["kernel", "--voxel-mm", "6", "--med", "water", "--size", "3", "--out", str(tmp_path / "x.nrrd")])
+
+
+def test_a_swapped_cache_file_is_not_trusted(tmp_path, capsys):
+    from VoxelDosimetryLib.kernels.cache import kernel_cache_dir
+
+    assert main(_kernel_args(tmp_path / "a.nrrd")) == 0
+    cached = sorted(kernel_cache_dir().glob("*.nrrd"))
+    assert len(cached) == 1
+    other = tmp_path / "other.nrrd"
+    assert main(["kernel", "--voxel-mm", "9", "--medium", "water", "--size", "3", "--histories", "2000",
+                 "--component", "electron", "--device", "cpu", "--out", str(other)]) == 0
+    cached[0].write_bytes(other.read_bytes())  # the right name, the wrong kernel
+    capsys.readouterr()
+    assert main(_kernel_args(tmp_path / "b.nrrd")) == 0
+    assert "cached" not in capsys.readouterr().err  # simulated again
+    assert read_kernel(tmp_path / "b.nrrd").spacing_mm == (6.0, 6.0, 6.0)
+
+
+def test_a_missing_kernel_folder_is_an_error(tmp_path, capsys):
+    ct = Volume(np.full((4, 4, 4), 40.0, np.float32), spacing=(4.8,) * 3, quantity="ct", unit="HU")
+    act = Volume(np.ones((4, 4, 4), np.float32), spacing=(4.8,) * 3, quantity="activity_concentration", unit="Bq/mL")
+    write_volume(ct, tmp_path / "ct.nrrd")
+    write_volume(act, tmp_path / "a.nrrd")
+    assert main(["dose", "--activity", str(tmp_path / "a.nrrd"), "--ct", str(tmp_path / "ct.nrrd"), "--method",
+                 "svsv", "--kernel-folder", str(tmp_path / "nope"), "--out", str(tmp_path / "d.nrrd")]) == 1
+    assert "does not exist" in capsys.readouterr().err

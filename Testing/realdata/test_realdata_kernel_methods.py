@@ -23,6 +23,7 @@ from VoxelDosimetryLib.kernels.medium import SOFT_TISSUE, SOFT_TISSUE_DENSITY_G_
 from VoxelDosimetryLib.kinetics.quantification import SpectCalibration, calibrate_counts
 from VoxelDosimetryLib.montecarlo.validation import MEV_TO_J
 from VoxelDosimetryLib.physics import ct_to_density
+from VoxelDosimetryLib.physics.body_mask import body_mask
 from VoxelDosimetryLib.physics.media import DensityBins, density_bin_map
 from VoxelDosimetryLib.physics.voxel_mass import ct_on_grid
 from VoxelDosimetryLib.qc import collect_qc
@@ -145,28 +146,35 @@ def test_mvsv_is_each_bin_kernel_convolution_and_matches_svsv_in_soft_tissue(spe
     assert abs(np.median(ratio) - 1.0) < 0.01 and np.all(np.abs(ratio - 1.0) < 0.02)
 
 
+def _totalsegmentator_liver(ct_path, seg_path):
+    ct = read_volume(ct_path, quantity="ct", unit="HU")
+    labels = np.asarray(read_volume(seg_path, quantity="labels").array)
+    return ct, labels == 5  # liver in class_map_total.json
+
+
 def test_kernel_methods_on_the_totalsegmentator_grid_from_the_shipped_0_98_x_3_mm_set(test_data_dir, shipped_only):
     ct_path = require_data(test_data_dir, "totalsegmentator_example", "example_ct.nii.gz")
     seg_path = require_data(test_data_dir, "totalsegmentator_example", "example_seg_fast_force_split.nii.gz")
     if not _shipped((0.98, 0.98, 3.0)):
         pytest.skip(f"The shipped 0.98 x 0.98 x 3 mm kernels are missing from {SHIPPED_INDEX}: run "
                     "Utilities/make_kernel_set.py --only 0.98x0.98x3mm.")
-    ct = read_volume(ct_path, quantity="ct", unit="HU")
-    labels = np.asarray(read_volume(seg_path, quantity="labels").array)
-    liver = labels == 5  # class_map_total.json
-    activity = ct.with_array(np.where(liver, 1e6, 0.0).astype(np.float32), quantity="activity_concentration",
-                             unit="Bq/mL")
+    ct, liver = _totalsegmentator_liver(ct_path, seg_path)
+    # 1 MBq/mL in the liver on a 5 kBq/mL body background (a SPECT always shows some background)
+    activity = ct.with_array(np.where(liver, 1e6, np.where(body_mask(ct), 5e3, 0.0)).astype(np.float32),
+                             quantity="activity_concentration", unit="Bq/mL")
     start = time.perf_counter()
     svsv = compute_dose("svsv", DoseRequest(activity, ct, device="cpu"))
     mvsv = compute_dose("mvsv", DoseRequest(activity, ct, device="cpu"))
     print(f"svsv + mvsv on the TotalSegmentator grid {ct.shape}: {time.perf_counter() - start:.1f} s")
     kernel = svsv.info["kernel"]
     assert kernel["voxel_mm"] == pytest.approx([3.0] * 3)
-    assert kernel["resampled_from"]["voxel_mm"] == pytest.approx([0.98, 0.98, 3.0])
+    assert "--voxel-mm 0.98 0.98 3 " in kernel["command"]  # resampled from the shipped 0.98 x 0.98 x 3 mm set
+    assert kernel["size_xyz"][0] < 51  # that set's photon kernel (99 x 99 x 33) reaches ~49 mm only
     # energy: the liver is far from the grid faces except at the top slice, so nearly all the kernel's energy stays
-    total_bq = float(liver.sum()) * 1e6 * ct.voxel_volume_ml
+    total_bq = float(activity.array.astype(np.float64).sum()) * ct.voxel_volume_ml
     kept_kev = float(svsv.dose.array.astype(np.float64).sum()) * SOFT_TISSUE_DENSITY_G_CM3 * ct.voxel_volume_ml \
         * 1e-3 / total_bq / MEV_TO_J * 1e3
+    print(f"svsv keeps {kept_kev:.2f} keV per decay in the grid, kernel {kernel['absorbed_kev_per_decay']:.2f} keV")
     assert 0.95 < kept_kev / kernel["absorbed_kev_per_decay"] <= 1.0 + 1e-4
     # deep inside the uniformly filled liver the kernel dose approaches electrons + absorbed photons over the mass
     from scipy import ndimage
@@ -180,3 +188,18 @@ def test_kernel_methods_on_the_totalsegmentator_grid_from_the_shipped_0_98_x_3_m
     assert electrons_only < mean_core < electrons_only * (183.0 / 147.9)
     ratio = mvsv.dose.array[core_soft] / svsv.dose.array[core_soft]
     assert abs(float(np.median(ratio)) - 1.0) < 0.01
+
+
+@pytest.mark.xfail(strict=True, reason="known bug: mvsv's float32 FFT round-off far from all activity (here below "
+                   "-1e-6 x the peak, in voxels of the low-density bins, whose kernels are ~8x the soft-tissue one) "
+                   "trips the value policy's negative-dose check (ROUNDOFF_RELATIVE = 1e-6) as an internal error")
+def test_mvsv_with_activity_in_the_liver_only_is_not_refused(test_data_dir, shipped_only):
+    ct_path = require_data(test_data_dir, "totalsegmentator_example", "example_ct.nii.gz")
+    seg_path = require_data(test_data_dir, "totalsegmentator_example", "example_seg_fast_force_split.nii.gz")
+    if not _shipped((0.98, 0.98, 3.0)):
+        pytest.skip("The shipped 0.98 x 0.98 x 3 mm kernels are missing.")
+    ct, liver = _totalsegmentator_liver(ct_path, seg_path)
+    activity = ct.with_array(np.where(liver, 1e6, 0.0).astype(np.float32), quantity="activity_concentration",
+                             unit="Bq/mL")
+    dose = compute_dose("mvsv", DoseRequest(activity, ct, device="cpu")).dose.array
+    assert dose.min() >= 0 and dose.max() > 0

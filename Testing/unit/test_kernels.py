@@ -153,3 +153,35 @@ def test_library_finds_exact_resampled_or_names_the_command(tmp_path, electron_k
         find_kernel("Lu-177", (6.0, 6.0, 6.0), "soft_tissue", 1.04, "electron", [folder])
     with pytest.raises(KernelNotAvailableError, match=r"kernels exist for Lu-177, which cannot be used for Y-90"):
         find_kernel("Y-90", (4.8, 4.8, 4.8), "soft_tissue", 1.04, "electron", [folder])
+
+
+def test_resampling_refuses_finer_targets_and_untiled_ratios(electron_kernel):
+    with pytest.raises(InputFormatError, match="finer than the kernel"):
+        resample_kernel(electron_kernel, 2.4)
+    with pytest.raises(InputFormatError, match="do not tile"):
+        resample_kernel(electron_kernel, 9.6)  # ratio 2
+    with pytest.raises(InputFormatError, match="do not tile"):
+        resample_kernel(electron_kernel, 4.9)  # ratio 1.02: the neighbouring grid's kernel
+
+
+def test_nearly_tiling_voxels_are_snapped():
+    """0.98 mm voxels resampled to 3 mm (ratio 3.06) behave as exact thirds: the same coarse kernel as 1 mm voxels
+    with the same energies (the face-straddling error of unsnapped resampling was +42 % on face neighbours)."""
+    values = _symmetric_random((15, 15, 15), seed=4)
+    exact = DoseKernel(values, (1.0, 1.0, 1.0), "Lu-177", "water", 1.0, "total")
+    near = DoseKernel(values * (1.0 / 0.98) ** 3, (0.98, 0.98, 0.98), "Lu-177", "water", 1.0, "total")
+    a, b = resample_kernel(exact, 3.0), resample_kernel(near, 3.0)
+    np.testing.assert_allclose(b.values, a.values, rtol=1e-9)
+    assert b.metadata["resampled_from"]["snapped_fine_voxel_mm"] == [1.0, 1.0, 1.0]
+
+
+def test_library_prefers_the_shipped_set_and_never_takes_a_neighbouring_grid(tmp_path, electron_kernel):
+    """A cached kernel on a shipped grid does not replace the shipped one; 4.6 mm is not served by 4.8 mm."""
+    from VoxelDosimetryLib.kernels.cache import kernel_cache_dir
+
+    kernel_cache_dir().mkdir(parents=True, exist_ok=True)
+    write_kernel(electron_kernel.with_values(electron_kernel.values * 0.5), kernel_cache_dir() / "worse.nrrd")
+    shipped = find_kernel("Lu-177", (4.8, 4.8, 4.8), "soft_tissue", 1.04, "electron")
+    assert shipped.metadata["histories"] == 200_000  # the shipped kernel, not the cached 20 000-history one
+    with pytest.raises(KernelNotAvailableError):
+        find_kernel("Lu-177", (4.6, 4.6, 4.6), "soft_tissue", 1.04, "electron")

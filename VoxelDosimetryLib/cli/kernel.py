@@ -18,7 +18,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                     "svsv, dvk and mvsv dose methods find cached kernels automatically. --medium list prints the "
                     "media. With --resample-from, a finer kernel is resampled to --voxel-mm with energy conserved. "
                     "With --for-method, every kernel that method needs at --voxel-mm is made into the cache.")
-    parser.add_argument("--nuclide", default="Lu-177", help="radionuclide (default Lu-177)")
+    parser.add_argument("--nuclide", default=None, help="radionuclide (default Lu-177)")
     parser.add_argument("--voxel-mm", nargs="+", type=number_type("mm", positive=True), metavar="MM",
                         help="voxel size: one value (isotropic) or three (x y z), mm")
     parser.add_argument("--medium", help="soft_tissue, water, cortical_bone, lung, air or a Schneider medium name "
@@ -26,12 +26,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--density", type=number_type("g/cm3", positive=True), metavar="RHO",
                         help="density, g/cm3 (alone: the Schneider tissue of closest density)")
     parser.add_argument("--size", nargs="+", type=integer_type(positive=True), metavar="N",
-                        help="odd voxel count: one value (cube) or three (x y z); e.g. 51 at 4.8 mm reaches 122 mm")
-    parser.add_argument("--histories", type=integer_type(positive=True), default=1_000_000,
+                        help="odd voxel count: one value (cube) or three (x y z); e.g. 51 at 4.8 mm reaches 122 mm "
+                             "(default with --for-method: about 120 mm on every axis)")
+    parser.add_argument("--histories", type=integer_type(positive=True), default=None,
                         help="decays per component run (default 1e6; the centre uncertainty must be < 0.5 %%)")
-    parser.add_argument("--component", choices=("total", "electron", "photon"), default="total",
+    parser.add_argument("--component", choices=("total", "electron", "photon"), default=None,
                         help="total (default), or the electron or photon part alone")
-    parser.add_argument("--seed", type=integer_type(minimum=0, example="42"), default=0, help="random seed")
+    parser.add_argument("--seed", type=integer_type(minimum=0, example="42"), default=None,
+                        help="random seed (default 0)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--resample-from", metavar="FINE.nrrd", help="resample this (finer) kernel instead of "
                                                                      "simulating")
@@ -57,7 +59,7 @@ def _one(args, medium: str | None, density: float | None, size, progress):
     from VoxelDosimetryLib.cli.common import say
     from VoxelDosimetryLib.kernels.cache import load_cached, store_cached
     from VoxelDosimetryLib.kernels.generate import generate_kernel, odd_size, voxel_size
-    from VoxelDosimetryLib.kernels.medium import kernel_medium
+    from VoxelDosimetryLib.kernels.medium import canonical_medium_name, kernel_medium
     from VoxelDosimetryLib.physics import get_nuclide
 
     nuclide = get_nuclide(args.nuclide).name
@@ -65,7 +67,7 @@ def _one(args, medium: str | None, density: float | None, size, progress):
     size_xyz = odd_size(size)
     the_medium = kernel_medium(medium, density)
     params = {"nuclide": nuclide, "voxel_mm": [round(v, 6) for v in spacing], "size_xyz": list(size_xyz),
-              "medium": medium if medium is not None else the_medium.name, "density_g_cm3": the_medium.density_g_cm3,
+              "medium": canonical_medium_name(medium, density), "density_g_cm3": the_medium.density_g_cm3,
               "mass_fractions": dict(the_medium.mass_fractions), "component": args.component,
               "histories": int(args.histories), "seed": int(args.seed)}
     if not args.no_cache:
@@ -90,14 +92,23 @@ def _needed_media(method: str) -> list[tuple[str, float]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import math
-
     from VoxelDosimetryLib.cli.common import prepare_outputs, progress_printer, say
     from VoxelDosimetryLib.errors import InputFormatError
     from VoxelDosimetryLib.kernels.kernel import read_kernel, write_kernel
 
     if args.medium == "list":
         return _media_list()
+    resampling = bool(args.resample_from)
+    given = [flag for flag, value in (("--nuclide", args.nuclide), ("--histories", args.histories),
+                                      ("--component", args.component), ("--seed", args.seed),
+                                      ("--medium", args.medium), ("--density", args.density)) if value is not None]
+    if resampling and given:
+        raise InputFormatError(f"--resample-from keeps everything of the fine kernel but its voxel size: drop "
+                               f"{', '.join(given)}.")
+    args.nuclide = args.nuclide or "Lu-177"
+    args.histories = 1_000_000 if args.histories is None else args.histories
+    args.component = args.component or "total"
+    args.seed = 0 if args.seed is None else args.seed
     if not args.voxel_mm:
         raise InputFormatError("Give the voxel size: --voxel-mm X (isotropic) or --voxel-mm X Y Z (mm).")
     progress = progress_printer("kernel")
@@ -105,8 +116,10 @@ def run(args: argparse.Namespace) -> int:
         if args.out or args.resample_from or args.medium or args.density is not None:
             raise InputFormatError("--for-method makes the method's kernels into the cache: drop --out, "
                                    "--resample-from, --medium and --density.")
-        size = args.size or [2 * int(math.ceil(120.0 / max(args.voxel_mm if len(args.voxel_mm) == 3
-                                                        else args.voxel_mm * 3))) + 1]
+        from VoxelDosimetryLib.kernels.generate import voxel_size
+        from VoxelDosimetryLib.kernels.library import default_kernel_size
+
+        size = args.size or list(default_kernel_size(voxel_size(args.voxel_mm)))
         made = []
         for medium, density in _needed_media(args.for_method):
             kernel = _one(args, medium, density, size, progress)
@@ -116,15 +129,21 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.out:
         raise InputFormatError("Name the output kernel file: --out K.nrrd.")
+    from VoxelDosimetryLib.kernels.cache import inside_cache, kernel_cache_dir
+
+    if inside_cache(args.out):
+        raise InputFormatError(f"--out {args.out} lies in the kernel cache ({kernel_cache_dir()}), which this command "
+                               "manages itself (every kernel it makes is cached there anyway): write elsewhere.")
     prepare_outputs({"--out": args.out}, [args.resample_from], {"--out": (".nrrd", ".nhdr")})
     if args.resample_from:
         from VoxelDosimetryLib.kernels.resample import resample_kernel
 
-        if args.medium or args.density is not None:
-            raise InputFormatError("--resample-from keeps the fine kernel's medium: drop --medium/--density.")
         fine = read_kernel(args.resample_from)
         size = None if not args.size else (args.size if len(args.size) != 1 else args.size * 3)
-        kernel = resample_kernel(fine, args.voxel_mm, size)
+        command = (f"voxeldosimetry kernel --resample-from {args.resample_from} --voxel-mm "
+                   f"{' '.join(f'{v:g}' for v in args.voxel_mm)}"
+                   + (f" --size {' '.join(str(n) for n in args.size)}" if args.size else "") + f" --out {args.out}")
+        kernel = resample_kernel(fine, args.voxel_mm, size, command=command)
     else:
         if not args.size:
             raise InputFormatError("Give the kernel size: --size N (odd voxel count) or --size NX NY NZ.")

@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
         command.set_defaults(handler=module.run)
         for nested in _subcommand_parsers(command) or [command]:
             add_common_options(nested, writes=module not in READ_ONLY)
+            nested.allow_abbrev = False  # `--comp photon` must not silently mean `--component photon`
+        command.allow_abbrev = False
+    parser.allow_abbrev = False
     return parser
 
 

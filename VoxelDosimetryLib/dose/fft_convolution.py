@@ -10,7 +10,8 @@ which equals ``scipy.signal.convolve(source, kernel, mode="same")`` and
 ``scipy.ndimage.convolve(source, kernel, mode="constant", cval=0)`` for odd kernels.
 
 How it works: real FFTs (``torch.fft.rfftn`` / ``irfftn``) on a zero-padded grid whose sizes are "fast" (prime
-factors 2, 3, 5, 7 only) and at least ``source + kernel - 1`` per axis, so nothing wraps around (a kernel
+factors 2, 3, 5, 7 only) and at least ``source + kernel // 2`` per axis, so nothing wraps into the 'same'-size
+output (z-slabs of the overlap-add path use ``slab + kernel - 1``; a kernel
 longer than ``2 * source - 1`` along an axis is first cropped to that length: the rest never reaches the output,
 so ``stats["padded_shape"]`` can be smaller than ``padded_shape(source.shape, kernel.shape)``; the kernels of one
 call share the grid of their largest extent per axis). The source

@@ -1,6 +1,6 @@
 """Kernel-convolution dose methods: single voxel S-value (svsv), density-scaled dose voxel kernel (dvk) and
 multiple voxel S-values (mvsv). Each maps activity (Bq/mL) → dose rate (Gy/s) or TIA (Bq·s/mL) → dose (Gy):
-D_i = Σ_j Ã_j · S(i − j), Ã_j the decays (Bq or Bq·s) in voxel j, S the kernel in Gy per decay (DESIGN.md).
+D_i = Σ_j Ã_j · S(i − j), Ã_j the decays (Bq or Bq·s) in voxel j, S the kernel in Gy per decay (docs/KERNELS.md).
 
 - svsv: the ICRP soft-tissue kernel (1.04 g/cm³) everywhere.
 - dvk: the svsv dose × ρ_kernel / ρ_voxel, 0 where ρ < 0.1 g/cm³ (DblurDoseNet, Li et al. 2022, §2.3.2).
@@ -55,7 +55,7 @@ def _output(request: DoseRequest, values: np.ndarray) -> Volume:
 def _kernel(request: DoseRequest, medium: str, density: float, method: str):
     """The kernel for the request's grid (option `kernel` = a file overrides the lookup)."""
     from VoxelDosimetryLib.kernels.kernel import read_kernel
-    from VoxelDosimetryLib.kernels.library import KernelNotAvailableError, find_kernel
+    from VoxelDosimetryLib.kernels.library import KernelNotAvailableError, check_kernel_quality, find_kernel
     from VoxelDosimetryLib.physics import get_nuclide
 
     options = request.options
@@ -75,15 +75,18 @@ def _kernel(request: DoseRequest, medium: str, density: float, method: str):
         if kernel.component != component:
             raise InputFormatError(f"The kernel {path} holds the {kernel.component} component; the option "
                                    f"component={component!r} asks for another. Set component={kernel.component}.")
+        check_kernel_quality(kernel, f"{method}: kernel {path}")
         return kernel
     folders = [options["kernel_folder"]] if options.get("kernel_folder") else []
     try:
-        return find_kernel(request.nuclide, request.ct.spacing, medium, density, component, folders)
+        kernel = find_kernel(request.nuclide, request.ct.spacing, medium, density, component, folders)
+        check_kernel_quality(kernel, f"{method}: {medium} kernel")
+        return kernel
     except KernelNotAvailableError as exc:
         spacing = " ".join(f"{v:g}" for v in request.ct.spacing)
         raise KernelNotAvailableError(
-            f"{exc} To make every kernel the {method} method needs on this dose grid in one go (cached, "
-            f"about a minute per kernel on a CPU): voxeldosimetry kernel --nuclide {get_nuclide(request.nuclide).name} "
+            f"{exc} To make every kernel the {method} method needs on this dose grid in one go (cached; seconds to "
+            f"minutes per kernel on a CPU, depending on the histories): voxeldosimetry kernel --nuclide {get_nuclide(request.nuclide).name} "
             f"--for-method {method} --voxel-mm {spacing}. Shipped grids: 4.8, 4.42, 3.9 mm isotropic and "
             "0.98x0.98x3 mm (and grids whose voxels they tile by odd whole numbers).") from None
 
@@ -127,7 +130,9 @@ def mvsv_dose(request: DoseRequest) -> DoseResult:
     from VoxelDosimetryLib.physics.media import DensityBins
 
     bins = DensityBins.default()
-    selector = bins.bin_index(ct_to_density(request.ct).array).astype(np.int64)  # physics/media.py bins
+    density = ct_to_density(request.ct).array
+    selector = bins.bin_index(density).astype(np.int64)  # physics/media.py bins
+    _warn_dense_voxels(density, float(bins.edges_g_cm3[-1]))
     counts = np.bincount(selector.ravel(), minlength=len(bins))
     rows = [{"voxel_count": int(n)} for n in counts]
     used = [b for b in bins if b.representative_g_cm3 >= AIR_DENSITY_G_CM3 and rows[b.index]["voxel_count"] > 0]
@@ -170,6 +175,17 @@ def _kernel_fingerprint() -> str:
     from VoxelDosimetryLib.kernels.library import kernel_fingerprint
 
     return kernel_fingerprint()
+
+
+def _warn_dense_voxels(density: np.ndarray, top: float) -> None:
+    from VoxelDosimetryLib.qc import qc_warn
+
+    dense = int(np.count_nonzero(density >= top))
+    if dense:
+        qc_warn("mvsv_density_above_bins",
+                f"{dense} voxel(s) are denser than the last MVSV bin ({top:g} g/cm3: metal, contrast or dense "
+                "cortex); they use the cortical-bone kernel, which overestimates their dose (dvk scales by density "
+                "instead).", voxels=dense, top_g_cm3=top)
 
 
 register_dose_method(DoseMethod(

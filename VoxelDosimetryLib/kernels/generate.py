@@ -197,7 +197,9 @@ def generate_kernel(nuclide: str = "Lu-177", voxel_mm: float | Sequence[float] =
             "engine_version": ENGINE_VERSION, "command": command, "medium_composition": the_medium.composition,
             "mass_fractions": dict(the_medium.mass_fractions), "symmetrised": True, "runs": info,
             "emitted_kev_per_decay": emitted_kev, "time_s": time.perf_counter() - t0}
-    kernel = DoseKernel(values, spacing, the_nuclide.name, the_medium.name if medium is None else str(medium),
+    from VoxelDosimetryLib.kernels.medium import canonical_medium_name
+
+    kernel = DoseKernel(values, spacing, the_nuclide.name, canonical_medium_name(medium, density_g_cm3),
                         the_medium.density_g_cm3, component, meta)
     absorbed = kernel.energy_per_decay_kev()
     kernel.metadata["absorbed_kev_per_decay"] = absorbed

@@ -1,6 +1,6 @@
 """A voxel S-value (dose-voxel) kernel: Gy per decay in the source voxel, on an odd grid centred on the source.
 
-File format (DESIGN.md "Kernel"): NRRD float32, odd in every axis, spacing = voxel size, the centre voxel at the
+File format (docs/KERNELS.md; the design card's "Kernel" format): NRRD float32, odd in every axis, spacing = voxel size, the centre voxel at the
 origin, quantity `dose_per_decay` (Gy/(Bq·s) = Gy per decay), and the fields nuclide, medium, density_g_cm3,
 component (total | electron | photon), histories, seed, centre_relative_uncertainty, generator and its version,
 the Monte Carlo engine version and the command that made it (all in the `voxeldosimetry_metadata` field).
@@ -23,7 +23,7 @@ KERNEL_UNIT = "Gy/(Bq*s)"
 COMPONENTS = ("total", "electron", "photon")
 MEV_TO_J = 1.602176634e-13  # CODATA 2018 exact
 OCTANT = "octant"
-# the fields every kernel carries (DESIGN.md); anything else in the metadata is kept as extra information
+# the fields every kernel carries (docs/KERNELS.md); anything else in the metadata is kept as extra information
 REQUIRED_FIELDS = ("nuclide", "medium", "density_g_cm3", "component")
 
 
@@ -128,6 +128,9 @@ class DoseKernel:
         for key in ("generator_version", "engine_version"):
             if self.metadata.get(key) == other.metadata.get(key):
                 meta[key] = self.metadata.get(key)
+        resampled = [k.metadata["resampled_from"] for k in (self, other) if "resampled_from" in k.metadata]
+        if resampled:
+            meta["resampled_from"] = resampled
         return replace(self, values=total, component=component, metadata=meta)
 
     def cropped(self, size_xyz: tuple[int, int, int]) -> "DoseKernel":
@@ -166,7 +169,7 @@ class DoseKernel:
         meta = dict(volume.metadata)
         missing = [k for k in REQUIRED_FIELDS if k not in meta]
         if missing:
-            raise InputFormatError(f"{where} lacks the kernel field(s) {missing} (DESIGN.md kernel format); "
+            raise InputFormatError(f"{where} lacks the kernel field(s) {missing} (docs/KERNELS.md kernel format); "
                                    "make it with `voxeldosimetry kernel`.")
         if np.abs(np.asarray(volume.direction) - np.eye(3)).max() > 1e-6:
             raise InputFormatError(f"{where} has a rotated direction matrix; kernels are axis-aligned.")
@@ -194,7 +197,7 @@ def is_symmetric(values: np.ndarray, rtol: float = 1e-6) -> bool:
 
 
 def read_kernel(path: str | Path) -> DoseKernel:
-    """A kernel file (NRRD, DESIGN.md format; octant storage mirrored)."""
+    """A kernel file (NRRD, docs/KERNELS.md format; octant storage mirrored)."""
     from VoxelDosimetryLib.io import read_volume
 
     return DoseKernel.from_volume(read_volume(path), where=str(path))

@@ -28,6 +28,17 @@ def _named() -> dict:
             "lung": LUNG, "air": AIR}
 
 
+def canonical_medium_name(name: str | None, density_g_cm3: float | None = None) -> str:
+    """The name a kernel is stored and looked up under: the lower-case name of a named medium (`Soft_Tissue` ->
+    `soft_tissue`), the exact Schneider name, or for a density alone the Schneider tissue picked for it."""
+    if name is None:
+        return kernel_medium(None, density_g_cm3).name
+    key = str(name).strip()
+    if key.lower() in _named():
+        return key.lower()
+    return kernel_medium(key, density_g_cm3).name
+
+
 def medium_names() -> list[str]:
     """Every name `kernel_medium` accepts."""
     return list(_named()) + [m.name for m in schneider_media(0.05)]
