@@ -42,8 +42,9 @@ def _check_cancel(request: DoseRequest) -> None:
 
 
 def _decays_per_voxel(source: Volume) -> np.ndarray:
-    """Bq (activity) or Bq·s (TIA) per voxel from the per-mL source."""
-    return source.to_canonical_unit().array.astype(np.float64) * source.voxel_volume_ml
+    """Bq (activity) or Bq·s (TIA) per voxel from the per-mL source (float32: the FFT runs in float32 anyway)."""
+    canonical = source.to_canonical_unit().array
+    return np.multiply(canonical, np.float32(source.voxel_volume_ml), dtype=np.float32)
 
 
 def _output(request: DoseRequest, values: np.ndarray) -> Volume:
@@ -113,14 +114,16 @@ def dvk_dose(request: DoseRequest) -> DoseResult:
     from VoxelDosimetryLib.kernels.medium import SOFT_TISSUE, SOFT_TISSUE_DENSITY_G_CM3
 
     kernel = _kernel(request, SOFT_TISSUE, SOFT_TISSUE_DENSITY_G_CM3, "dvk")
-    density = ct_to_density(request.ct).array.astype(np.float64)
+    density = ct_to_density(request.ct).array
     request.report(0.1, "convolving with the soft-tissue kernel")
     engine = _convolver(request.device)
     dose = engine.convolve(_decays_per_voxel(request.source), kernel.values)
-    scale = np.where(density >= AIR_DENSITY_G_CM3, kernel.density_g_cm3 / np.maximum(density, AIR_DENSITY_G_CM3),
-                     0.0)
+    density = np.asarray(density, dtype=np.float32)
+    # in place on the float64 dose: x rho_kernel / rho, and 0 below 0.1 g/cm3
+    dose *= np.float32(kernel.density_g_cm3) / np.maximum(density, np.float32(AIR_DENSITY_G_CM3))
+    dose[density < AIR_DENSITY_G_CM3] = 0.0
     request.report(1.0, "done")
-    return DoseResult(_output(request, dose * scale),
+    return DoseResult(_output(request, dose),
                       info={"method": "dvk", "kernel": _kernel_info(kernel), "air_density_g_cm3": AIR_DENSITY_G_CM3,
                             "fft": dict(engine.stats)})
 
