@@ -24,6 +24,7 @@ with their defaults (led: electron energy only). Kernels come from the shipped s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -42,7 +43,8 @@ sys.path.insert(0, str(ROOT))
 from VoxelDosimetryLib import Volume  # noqa: E402
 from VoxelDosimetryLib.dose import DoseRequest, compute_dose  # noqa: E402
 from VoxelDosimetryLib.montecarlo.validation import MEV_TO_J, SPHERE_REFERENCE, patient15_inputs  # noqa: E402
-from VoxelDosimetryLib.physics import hu_to_density  # noqa: E402
+from VoxelDosimetryLib.dose.value_policy import AIR_DENSITY_G_CM3  # noqa: E402
+from VoxelDosimetryLib.physics import ct_to_density, hu_to_density  # noqa: E402
 from VoxelDosimetryLib.physics.body_mask import body_mask  # noqa: E402
 from VoxelDosimetryLib.physics.voxel_mass import voxel_mass_g  # noqa: E402
 from VoxelDosimetryLib.qc import collect_qc  # noqa: E402
@@ -78,6 +80,14 @@ def hu_for_density(density: float) -> float:
     """The HU whose Schneider density is `density` (monotonic piecewise-linear near water)."""
     hu = np.arange(-200.0, 300.0, 0.01)
     return float(np.interp(density, hu_to_density(hu), hu))
+
+
+def tissue_mask(ct: Volume) -> np.ndarray:
+    """Body voxels of tissue: physics.body_mask and density >= 0.1 g/cm3. Gas (bowel, trachea, the lowest-density
+    lung voxels) is air for the dose methods (no dose below 0.1 g/cm3, DblurDoseNet convention) and gets no
+    activity here: a decay in a 3 mm voxel of air deposits its sub-cut-off energy (< 10 keV) in 0.03 mg, which
+    makes the MC dose there 100-300x the surrounding tissue dose."""
+    return body_mask(ct) & (ct_to_density(ct).array >= AIR_DENSITY_G_CM3)
 
 
 def machine() -> dict:
@@ -144,7 +154,8 @@ def ensure_kernels(commands: list[list[str]], voxel_mm: tuple, media: list[tuple
     with tempfile.TemporaryDirectory() as tmp:
         for command in commands:
             argv = [os.path.join(tmp, a) if a.endswith(".nrrd") else a for a in command]
-            status = cli_main(argv)
+            with contextlib.redirect_stdout(sys.stderr):  # the command's JSON summary must not mix with ours
+                status = cli_main(argv)
             if status != 0:
                 raise SystemExit(f"`voxeldosimetry {' '.join(command)}` failed ({status}).")
     log.append({"voxel_mm": list(voxel_mm), "commands": text, "made_now": True,
@@ -354,8 +365,9 @@ def patient15_segments(ct: Volume, src: np.ndarray) -> tuple[np.ndarray, list[tu
     from scipy import ndimage
 
     hu = ct.array.astype(np.float64)
-    body = body_mask(ct)
-    segments = [("body", body, "body mask (> -500 HU, largest component, holes filled), couch removed")]
+    body = tissue_mask(ct)
+    segments = [("body", body, "body mask (> -500 HU, largest component, holes filled; couch removed) minus "
+                               "voxels below 0.1 g/cm3")]
     lung = body & (hu > PATIENT15_LUNG_HU[0]) & (hu < PATIENT15_LUNG_HU[1])
     segments.append(("lungs", lung, f"body voxels with {PATIENT15_LUNG_HU[0]:g} < HU < {PATIENT15_LUNG_HU[1]:g}"))
     bone = body & (hu >= PATIENT15_BONE_HU)
@@ -383,9 +395,9 @@ def case_patient15(args, kernel_log: list) -> dict:
         ensure_kernels(cmds, PATIENT15_GRID_MM, method_media(method), args.make_kernels, kernel_log)
     src = src_volume.array.astype(np.float64)
     # The couch outline is stored as attn 3000 (HU 2000) in the attenuation file and as 3000 in the source file.
-    # HU 2000 falls in Schneider's dental-amalgam bin (Hg/Ag/Sn at 2.2 g/cm3), whose photoelectric cross-section
-    # raises the Woodcock majorant ~40-fold (MC 1.3e3 instead of ~4e4 decays/s): the couch becomes air, and the
-    # activity outside the body (couch, air) is dropped.
+    # HU 2000 falls in Schneider's dental-amalgam bin (>= 1640 HU: Ag/Sn/Cu/Zn at 2.2 g/cm3), whose photoelectric
+    # cross-section raises the photon Woodcock majorant (photon transport 20x slower per decay, measured): the
+    # couch becomes air, and the activity outside the body tissue (couch, air, gas) is dropped.
     couch = ct.array == PATIENT15_COUCH_HU
     ct = ct.with_array(np.where(couch, -1000.0, ct.array).astype(np.float32))
     body, segments = patient15_segments(ct, src)
@@ -403,7 +415,7 @@ def case_patient15(args, kernel_log: list) -> dict:
            "source_outside_body_fraction": float(src[~body].sum() / src.sum()),
            "grid": {"shape_zyx": list(ct.shape), "spacing_mm": list(ct.spacing)},
            "unit": "mGy/h", "segments": rows,
-           "voxel_metrics": [voxel_metrics(runs, body, "body (as the body segment)"),
+           "voxel_metrics": [voxel_metrics(runs, body, "body tissue (the body segment)"),
                              voxel_metrics(runs, high, "body voxels with MC dose rate >= 10 % of its maximum")],
            "mc": mc_statistics(runs["mc"], body),
            "times_s": {m: round(runs[m]["time_s"], 1) for m in runs},
@@ -463,7 +475,7 @@ def virtual_regions(ct: Volume, labels: np.ndarray) -> dict:
     """Boolean masks of the virtual patient's regions (lesions carved out of their hosts)."""
     from scipy import ndimage
 
-    body = body_mask(ct)
+    body = tissue_mask(ct)
     masks = {name: np.isin(labels, values) & body for name, values in VIRTUAL_LABELS.items()}
     sampling = tuple(reversed(ct.spacing))
     liver = masks["liver"]
@@ -548,7 +560,7 @@ def case_virtual(args, kernel_log: list) -> dict:
         ("  its soft-tissue part", lesion_bone & ~vert, "lesion voxels outside the vertebrae"),
         ("liver within 6 mm of lung", liver_all & near_lung, "lung-liver interface, liver side"),
         ("lung within 6 mm of liver", lung_all & near_liver, "lung-liver interface, lung side"),
-        ("body", body, "body mask"),
+        ("body", body, "body mask minus voxels below 0.1 g/cm3"),
     ]
     rows = [segment_row(name, seg, runs, mass, 3.6e6, ct.voxel_volume_ml, note) for name, seg, note in segments
             if seg.any()]
@@ -561,7 +573,7 @@ def case_virtual(args, kernel_log: list) -> dict:
            "lesions": {k: {"centre_index_zyx": [int(v) for v in built["centres"][k]], "radius_mm": built["radii_mm"][k],
                            "volume_ml": float(regions[k].sum()) * ct.voxel_volume_ml} for k in built["centres"]},
            "unit": "mGy/h", "segments": rows,
-           "voxel_metrics": [voxel_metrics(runs, body, "body mask"),
+           "voxel_metrics": [voxel_metrics(runs, body, "body tissue (the body segment)"),
                              voxel_metrics(runs, high, "body voxels with MC dose rate >= 10 % of its maximum")],
            "profiles": {k: {kk: vv for kk, vv in v.items() if kk != "values"} for k, v in profiles.items()},
            "mc": mc_statistics(runs["mc"], body),
@@ -692,12 +704,15 @@ def doc_segments(res: dict, head: str) -> str:
                      f"{'–' if unc is None else f'{100 * unc:.2f} %'} | "
                      f"{100 * r['mc_voxel_median_relative_uncertainty']:.1f} % | "
                      + " | ".join(_pct(r[f"{m}_error_pct"]) for m in methods) + " |")
-    lines += ["", "Voxel NRMSE against MC (the MC noise floor is the NRMSE a noise-free method would get from the "
-              "MC's own statistical noise):", "", "| voxels | count | MC noise floor | " + " | ".join(names) + " |",
-              "|" + "---|" * (3 + len(names))]
+    lines += ["", "Voxel NRMSE against MC; the MC noise floor is the NRMSE a perfect method would get from the MC's "
+              "own statistical noise, and in brackets the NRMSE with that floor removed in quadrature "
+              "(√(NRMSE² − floor²), the method's own voxel error):", "",
+              "| voxels | count | MC noise floor | " + " | ".join(names) + " |", "|" + "---|" * (3 + len(names))]
     for v in res["voxel_metrics"]:
-        lines.append(f"| {v['mask']} | {v['voxels']} | {v['mc_noise_floor_pct']:.1f} % | "
-                     + " | ".join(f"{v[f'{m}_nrmse_pct']:.1f} %" for m in methods) + " |")
+        floor = v["mc_noise_floor_pct"]
+        cells = [f"{v[f'{m}_nrmse_pct']:.1f} % ({math.sqrt(max(v[f'{m}_nrmse_pct'] ** 2 - floor ** 2, 0.0)):.1f} %)"
+                 for m in methods]
+        lines.append(f"| {v['mask']} | {v['voxels']} | {floor:.1f} % | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -734,10 +749,10 @@ def main(argv: Optional[list] = None) -> int:
     parser.add_argument("--case", choices=("spheres", "patient15", "virtual", "all"), default="all")
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("VOXELDOSIMETRY_TEST_DATA", ROOT.parent
                                                                          / "shared" / "data")))
-    parser.add_argument("--histories", type=integer_type(positive=True), default=25_000_000,
-                        help="MC decays for patient15 (default 2.5e7)")
-    parser.add_argument("--virtual-histories", type=integer_type(positive=True), default=30_000_000,
-                        help="MC decays for the virtual patient (default 3e7)")
+    parser.add_argument("--histories", type=integer_type(positive=True), default=50_000_000,
+                        help="MC decays for patient15 (default 5e7)")
+    parser.add_argument("--virtual-histories", type=integer_type(positive=True), default=60_000_000,
+                        help="MC decays for the virtual patient (default 6e7)")
     parser.add_argument("--sphere-histories", type=integer_type(positive=True), default=1_000_000,
                         help="MC decays per sphere (default 1e6)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1/100 of the MC decays, no figures")
