@@ -173,3 +173,29 @@ def test_the_kernel_fingerprint_changes_when_a_cached_kernel_appears(tmp_path):
                  kernel_cache_dir() / "new.nrrd")
     assert method.fingerprint() != before
     assert get_dose_method("led").fingerprint is None
+
+
+def test_the_ct_is_converted_to_density_once_per_request(kernel_folder, monkeypatch):
+    """The value policy's density is handed to the method: one conversion, one `ct_hu_clamped` warning."""
+    import VoxelDosimetryLib.dose.value_policy as value_policy
+    import VoxelDosimetryLib.physics as physics
+    from VoxelDosimetryLib.qc import collect_qc
+
+    ct, source = _case()
+    ct.array[0, 0, 10] = 3100.0  # above the HU -> density curve: warned about when converted
+    calls = []
+    original = physics.ct_to_density
+
+    def counting(volume, *args, **kwargs):
+        calls.append(volume)
+        return original(volume, *args, **kwargs)
+
+    monkeypatch.setattr(physics, "ct_to_density", counting)
+    monkeypatch.setattr(value_policy, "ct_to_density", counting)
+    for method in ("led", "dvk", "mvsv"):
+        calls.clear()
+        with collect_qc() as warnings:
+            compute_dose(method, DoseRequest(source, ct, options={"kernel_folder": str(kernel_folder)}
+                                             if method != "led" else {}))
+        assert len(calls) == 1, method
+        assert [w.code for w in warnings].count("ct_hu_clamped") == 1, method

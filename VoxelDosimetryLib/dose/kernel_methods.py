@@ -17,7 +17,6 @@ import numpy as np
 from VoxelDosimetryLib.dose.registry import DoseMethod, DoseOption, DoseRequest, DoseResult, register_dose_method
 from VoxelDosimetryLib.dose.value_policy import AIR_DENSITY_G_CM3
 from VoxelDosimetryLib.errors import InputFormatError, VoxelDosimetryError
-from VoxelDosimetryLib.physics import ct_to_density
 from VoxelDosimetryLib.volume import Volume
 
 _CONVOLVERS: dict = {}
@@ -133,7 +132,7 @@ def dvk_dose(request: DoseRequest) -> DoseResult:
     from VoxelDosimetryLib.kernels.medium import SOFT_TISSUE, SOFT_TISSUE_DENSITY_G_CM3
 
     kernel = _kernel(request, SOFT_TISSUE, SOFT_TISSUE_DENSITY_G_CM3, "dvk")
-    density = ct_to_density(request.ct).array
+    density = request.density_volume().array
     request.report(0.1, "convolving with the soft-tissue kernel")
     engine = _convolver(request.device)
     decays = _decays_per_voxel(request.source)
@@ -154,7 +153,7 @@ def mvsv_dose(request: DoseRequest) -> DoseResult:
     from VoxelDosimetryLib.physics.media import DensityBins
 
     bins = DensityBins.default()
-    density = ct_to_density(request.ct).array
+    density = request.density_volume().array
     selector = bins.bin_index(density).astype(np.int64)  # physics/media.py bins
     _warn_dense_voxels(density, float(bins.edges_g_cm3[-1]))
     counts = np.bincount(selector.ravel(), minlength=len(bins))

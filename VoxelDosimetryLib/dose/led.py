@@ -7,7 +7,7 @@ import numpy as np
 from VoxelDosimetryLib.dose.registry import (DoseMethod, DoseOption, DoseRequest, DoseResult,
                                              register_dose_method)
 from VoxelDosimetryLib.dose.value_policy import AIR_DENSITY_G_CM3
-from VoxelDosimetryLib.physics import ct_to_density, get_nuclide
+from VoxelDosimetryLib.physics import get_nuclide
 
 MEV_TO_J = 1.602176634e-13  # CODATA 2018 exact
 COMPONENTS = ("electron", "total")
@@ -31,7 +31,7 @@ def local_energy_deposition(request: DoseRequest) -> DoseResult:
     nuclide = get_nuclide(request.nuclide)
     budget = nuclide.energy_budget()
     energy_mev = budget["total"] if component == "total" else budget["non_penetrating"]
-    density = ct_to_density(request.ct).array.astype(np.float64)  # g/cm3 == g/mL
+    density = request.density_volume().array.astype(np.float64)  # g/cm3 == g/mL
     source = request.source.to_canonical_unit()
     per_ml = source.array.astype(np.float64)  # Bq/mL or Bq·s/mL
     tissue = density >= AIR_DENSITY_G_CM3

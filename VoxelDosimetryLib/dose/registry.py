@@ -38,7 +38,8 @@ class DoseRequest:
     Gy) on the CT grid; `ct` is in HU. `histories`, `seed` and `device` matter only to stochastic/GPU methods.
     `max_negative_fraction`: the value policy's limit on negative activity (None: the default, 10 %).
     `options`: the method's options by name (its DoseOption schema); compute_dose converts and checks them and
-    fills the defaults before the method sees them.
+    fills the defaults before the method sees them. `density`: the CT's density (g/cm³), made once by compute_dose's
+    value policy; methods read it through density_volume() instead of converting the CT again.
     """
 
     source: Volume
@@ -51,6 +52,15 @@ class DoseRequest:
     max_negative_fraction: Optional[float] = None
     progress: Optional[Callable[[float, str], None]] = None
     cancel: Optional[Callable[[], bool]] = None
+    density: Optional[Volume] = None
+
+    def density_volume(self) -> Volume:
+        """The CT's density (Schneider curve, g/cm³): the one compute_dose made, else made now (a direct call)."""
+        if self.density is None:
+            from VoxelDosimetryLib.physics import ct_to_density
+
+            return ct_to_density(self.ct)
+        return self.density
 
     def report(self, fraction: float, message: str) -> None:
         if self.progress is not None:

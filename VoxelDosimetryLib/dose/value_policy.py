@@ -51,10 +51,10 @@ class PolicyRecord:
                 "air_density_g_cm3": AIR_DENSITY_G_CM3}
 
 
-def air_outside_body(ct: Volume) -> np.ndarray:
-    """Voxels below 0.1 g/cm³ that lie outside the body mask (z, y, x bool)."""
-    density = ct_to_density(ct).array
-    return (density < AIR_DENSITY_G_CM3) & ~body_mask(ct)
+def air_outside_body(ct: Volume, density: Volume | None = None) -> np.ndarray:
+    """Voxels below 0.1 g/cm³ that lie outside the body mask (z, y, x bool); `density` the CT's, if already made."""
+    rho = (ct_to_density(ct) if density is None else density).array
+    return (rho < AIR_DENSITY_G_CM3) & ~body_mask(ct)
 
 
 def checked_request(request):
@@ -62,7 +62,8 @@ def checked_request(request):
     require_finite(request.ct, "The CT")
     what = "The activity map" if request.source.quantity == "activity_concentration" else "The TIA map"
     source, summary = checked_source(request.source, what, request.max_negative_fraction)
-    air = air_outside_body(request.ct)
+    density = ct_to_density(request.ct)  # once per request: the methods reuse it (DoseRequest.density_volume)
+    air = air_outside_body(request.ct, density)
     values = source.array
     total = float(values.sum(dtype=np.float64))
     in_air = float(values[air].sum(dtype=np.float64)) if air.any() else 0.0
@@ -73,7 +74,7 @@ def checked_request(request):
                 f"the body (density below {AIR_DENSITY_G_CM3} g/cm3; e.g. {first_voxel_text(source, air & (values > 0))}): "
                 "reconstruction overshoot or misregistration. It is kept as a source, but no dose is reported in "
                 "those voxels (set to 0).", fraction_of_total=fraction, voxels=int(np.count_nonzero(air & (values > 0))))
-    return replace(request, source=source), PolicyRecord(summary, air, fraction)
+    return replace(request, source=source, density=density), PolicyRecord(summary, air, fraction)
 
 
 def _checked(volume: Volume, method: str, what: str, air: np.ndarray) -> tuple[Volume, int]:
