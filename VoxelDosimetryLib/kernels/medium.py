@@ -12,7 +12,7 @@ import math
 from dataclasses import replace
 
 from VoxelDosimetryLib.errors import InputFormatError
-from VoxelDosimetryLib.physics.media import Medium, schneider_media
+from VoxelDosimetryLib.physics.media import Medium, closest_tissue_medium, schneider_media
 
 SOFT_TISSUE = "soft_tissue"
 # DblurDoseNet (Li et al. 2022, §2.3.2): Lu-177 soft-tissue kernels at 1.04 g/cm³, the density DVK scales by.
@@ -44,10 +44,6 @@ def medium_names() -> list[str]:
     return list(_named()) + [m.name for m in schneider_media(0.05)]
 
 
-def _tissue_media() -> list[Medium]:
-    return [m for m in schneider_media(0.05) if m.composition not in ("AmalgamTooth", "MetallImplants")]
-
-
 def kernel_medium(name: str | None = None, density_g_cm3: float | None = None) -> Medium:
     """The Medium (composition + density) of a kernel; InputFormatError naming the choices for a bad request."""
     if density_g_cm3 is not None:
@@ -59,9 +55,7 @@ def kernel_medium(name: str | None = None, density_g_cm3: float | None = None) -
         raise InputFormatError("Name the kernel's medium (--medium NAME, e.g. soft_tissue) or give its density "
                                "(--density RHO in g/cm3).")
     if name is None:
-        tissue = _tissue_media()
-        closest = min(tissue, key=lambda m: abs(m.density_g_cm3 - rho))
-        return replace(closest, density_g_cm3=rho)
+        return replace(closest_tissue_medium(rho), density_g_cm3=rho)
     named = _named()
     key = str(name).strip()
     medium = named.get(key.lower())

@@ -292,6 +292,15 @@ DEFAULT_DENSITY_BIN_EDGES_G_CM3: tuple[float, ...] = (
 AIR_DENSITY_G_CM3 = 0.00121  # Schneider 2000 / GATE air
 
 
+def closest_tissue_medium(density_g_cm3: float, media: MediaTable | None = None) -> Medium:
+    """The medium (default: Schneider, tolerance 0.05) of nominal density closest to `density_g_cm3`, leaving out
+    dental amalgam and metal implants (not tissue) unless nothing else is left. The MVSV bins and the kernels made
+    for a density use it."""
+    media = schneider_media(0.05) if media is None else media
+    tissue = [m for m in media if m.composition not in ("AmalgamTooth", "MetallImplants")] or list(media)
+    return min(tissue, key=lambda m: abs(m.density_g_cm3 - density_g_cm3))
+
+
 @dataclass(frozen=True)
 class DensityBin:
     """One MVSV density bin [low, high) with the density and medium its kernel is generated for."""
@@ -329,12 +338,9 @@ class DensityBins:
                                        "values.")
             if np.any(rep < edges[:-1]) or np.any(rep > edges[1:]) or np.any(rep <= 0):
                 raise InputFormatError("Each representative density must be > 0 and lie inside its bin.")
-        media = schneider_media(0.05) if media is None else media
-        tissue = [m for m in media if m.composition not in ("AmalgamTooth", "MetallImplants")] or list(media)
-        tissue_rho = np.array([m.density_g_cm3 for m in tissue])
         rep = np.round(rep, 6)
         bins = tuple(DensityBin(i, float(edges[i]), float(edges[i + 1]), float(rep[i]),
-                                tissue[int(np.argmin(np.abs(tissue_rho - rep[i])))].name)
+                                closest_tissue_medium(float(rep[i]), media).name)
                      for i in range(edges.size - 1))
         edges.setflags(write=False)
         object.__setattr__(self, "_bins", bins)
