@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -29,18 +28,17 @@ PHOTON_SIZE = {"0.98x0.98x3mm": (99, 99, 33)}
 
 
 def media() -> list[tuple[str, float]]:
-    from VoxelDosimetryLib.kernels.medium import SOFT_TISSUE, SOFT_TISSUE_DENSITY_G_CM3
-    from VoxelDosimetryLib.physics.media import DensityBins
+    """Soft tissue (svsv, dvk) and every MVSV tissue bin: the kernels the methods look up."""
+    from VoxelDosimetryLib.dose.value_policy import AIR_DENSITY_G_CM3
+    from VoxelDosimetryLib.kernels.medium import method_media
 
-    out = [(SOFT_TISSUE, SOFT_TISSUE_DENSITY_G_CM3)]
-    out += [(b.medium, b.representative_g_cm3) for b in DensityBins.default() if b.representative_g_cm3 >= 0.1]
-    return out
+    return method_media("svsv", AIR_DENSITY_G_CM3) + method_media("mvsv", AIR_DENSITY_G_CM3)
 
 
 def photon_size(grid: str, voxel: tuple) -> tuple:
-    if grid in PHOTON_SIZE:
-        return PHOTON_SIZE[grid]
-    return tuple(2 * int(math.ceil(PHOTON_REACH_MM / v)) + 1 for v in voxel)
+    from VoxelDosimetryLib.kernels.library import default_kernel_size
+
+    return PHOTON_SIZE.get(grid) or default_kernel_size(voxel, PHOTON_REACH_MM)
 
 
 def main(argv=None) -> int:

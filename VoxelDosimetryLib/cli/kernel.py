@@ -82,15 +82,6 @@ def _one(args, medium: str | None, density: float | None, size, progress):
     return kernel
 
 
-def _needed_media(method: str) -> list[tuple[str, float]]:
-    from VoxelDosimetryLib.kernels.medium import SOFT_TISSUE, SOFT_TISSUE_DENSITY_G_CM3
-    from VoxelDosimetryLib.physics.media import DensityBins
-
-    if method in ("svsv", "dvk"):
-        return [(SOFT_TISSUE, SOFT_TISSUE_DENSITY_G_CM3)]
-    return [(b.medium, b.representative_g_cm3) for b in DensityBins.default() if b.representative_g_cm3 >= 0.1]
-
-
 def run(args: argparse.Namespace) -> int:
     from VoxelDosimetryLib.cli.common import prepare_outputs, progress_printer, say
     from VoxelDosimetryLib.errors import InputFormatError
@@ -116,12 +107,14 @@ def run(args: argparse.Namespace) -> int:
         if args.out or args.resample_from or args.medium or args.density is not None:
             raise InputFormatError("--for-method makes the method's kernels into the cache: drop --out, "
                                    "--resample-from, --medium and --density.")
+        from VoxelDosimetryLib.dose.value_policy import AIR_DENSITY_G_CM3
         from VoxelDosimetryLib.kernels.generate import voxel_size
         from VoxelDosimetryLib.kernels.library import default_kernel_size
+        from VoxelDosimetryLib.kernels.medium import method_media
 
         size = args.size or list(default_kernel_size(voxel_size(args.voxel_mm)))
         made = []
-        for medium, density in _needed_media(args.for_method):
+        for medium, density in method_media(args.for_method, AIR_DENSITY_G_CM3):
             kernel = _one(args, medium, density, size, progress)
             made.append({"medium": medium, "density_g_cm3": density,
                          "centre_relative_uncertainty": kernel.metadata.get("centre_relative_uncertainty")})
@@ -139,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         from VoxelDosimetryLib.kernels.resample import resample_kernel
 
         fine = read_kernel(args.resample_from)
-        size = None if not args.size else (args.size if len(args.size) != 1 else args.size * 3)
+        size = args.size or None  # one value or three: resample_kernel reads both
         command = (f"voxeldosimetry kernel --resample-from {args.resample_from} --voxel-mm "
                    f"{' '.join(f'{v:g}' for v in args.voxel_mm)}"
                    + (f" --size {' '.join(str(n) for n in args.size)}" if args.size else "") + f" --out {args.out}")

@@ -73,6 +73,7 @@ def _kernel(request: DoseRequest, medium: str, density: float, method: str):
     """The kernel for the request's grid (option `kernel` = a file overrides the lookup)."""
     from VoxelDosimetryLib.kernels.kernel import read_kernel
     from VoxelDosimetryLib.kernels.library import KernelNotAvailableError, check_kernel_quality, find_kernel
+    from VoxelDosimetryLib.kernels.resample import same_voxel_size
     from VoxelDosimetryLib.physics import get_nuclide
 
     options = request.options
@@ -84,7 +85,7 @@ def _kernel(request: DoseRequest, medium: str, density: float, method: str):
         if kernel.nuclide != nuclide:
             raise InputFormatError(f"The kernel {path} is for {kernel.nuclide}, not {nuclide}: make one for "
                                    f"{nuclide} with `voxeldosimetry kernel --nuclide {nuclide} ...`.")
-        if not np.allclose(kernel.spacing_mm, request.ct.spacing, rtol=0.005):
+        if not same_voxel_size(kernel.spacing_mm, request.ct.spacing):
             raise InputFormatError(f"The kernel {path} has voxels of {kernel.spacing_mm} mm, the dose grid "
                                    f"{tuple(request.ct.spacing)} mm (x, y, z): make a kernel for the dose grid "
                                    "with `voxeldosimetry kernel --voxel-mm X Y Z ...`, or drop the kernel option "
@@ -97,59 +98,58 @@ def _kernel(request: DoseRequest, medium: str, density: float, method: str):
     folders = [options["kernel_folder"]] if options.get("kernel_folder") else []
     try:
         kernel = find_kernel(request.nuclide, request.ct.spacing, medium, density, component, folders)
-        check_kernel_quality(kernel, f"{method}: {medium} kernel")
-        return kernel
     except KernelNotAvailableError as exc:
         spacing = " ".join(f"{v:g}" for v in request.ct.spacing)
         raise KernelNotAvailableError(
             f"{exc} To make every kernel the {method} method needs on this dose grid in one go (cached; seconds to "
-            f"minutes per kernel on a CPU, depending on the histories): voxeldosimetry kernel --nuclide {get_nuclide(request.nuclide).name} "
-            f"--for-method {method} --voxel-mm {spacing}. Shipped grids: 4.8, 4.42, 3.9 mm isotropic and "
-            "0.98x0.98x3 mm (and grids whose voxels they tile by odd whole numbers).") from None
+            "minutes per kernel on a CPU, depending on the histories): voxeldosimetry kernel --nuclide "
+            f"{get_nuclide(request.nuclide).name} --for-method {method} --voxel-mm {spacing}. Shipped grids: 4.8, "
+            "4.42, 3.9 mm isotropic and 0.98x0.98x3 mm (and grids whose voxels they tile by odd whole "
+            "numbers).") from None
+    check_kernel_quality(kernel, f"{method}: {medium} kernel")
+    return kernel
 
 
 def _kernel_info(kernel) -> dict:
     return {**kernel.describe(), "command": kernel.metadata.get("command")}
 
 
-def svsv_dose(request: DoseRequest) -> DoseResult:
-    """Single soft-tissue voxel S-value kernel convolution."""
+def _soft_tissue_dose(request: DoseRequest, method: str) -> tuple:
+    """The soft-tissue kernel convolved with the decays (svsv's dose, dvk's before density scaling): the kernel,
+    the float64 dose with FFT round-off cleared, and the result info."""
     from VoxelDosimetryLib.kernels.medium import SOFT_TISSUE, SOFT_TISSUE_DENSITY_G_CM3
 
-    kernel = _kernel(request, SOFT_TISSUE, SOFT_TISSUE_DENSITY_G_CM3, "svsv")
+    kernel = _kernel(request, SOFT_TISSUE, SOFT_TISSUE_DENSITY_G_CM3, method)
     request.report(0.1, "convolving with the soft-tissue kernel")
     engine = _convolver(request.device)
     decays = _decays_per_voxel(request.source)
     dose = engine.convolve(decays, kernel.values)
     cleared = _clear_roundoff(dose, decays, float(kernel.values.max()))
+    return kernel, dose, {"method": method, "kernel": _kernel_info(kernel), "fft": dict(engine.stats),
+                          "fft_roundoff_zeroed": cleared}
+
+
+def svsv_dose(request: DoseRequest) -> DoseResult:
+    """Single soft-tissue voxel S-value kernel convolution."""
+    _, dose, info = _soft_tissue_dose(request, "svsv")
     request.report(1.0, "done")
-    return DoseResult(_output(request, dose), info={"method": "svsv", "kernel": _kernel_info(kernel),
-                                                    "fft": dict(engine.stats), "fft_roundoff_zeroed": cleared})
+    return DoseResult(_output(request, dose), info=info)
 
 
 def dvk_dose(request: DoseRequest) -> DoseResult:
     """Soft-tissue kernel dose × ρ_kernel/ρ_voxel; 0 below 0.1 g/cm³ (DblurDoseNet §2.3.2)."""
-    from VoxelDosimetryLib.kernels.medium import SOFT_TISSUE, SOFT_TISSUE_DENSITY_G_CM3
-
-    kernel = _kernel(request, SOFT_TISSUE, SOFT_TISSUE_DENSITY_G_CM3, "dvk")
-    density = request.density_volume().array
-    request.report(0.1, "convolving with the soft-tissue kernel")
-    engine = _convolver(request.device)
-    decays = _decays_per_voxel(request.source)
-    dose = engine.convolve(decays, kernel.values)
-    cleared = _clear_roundoff(dose, decays, float(kernel.values.max()))
-    density = np.asarray(density, dtype=np.float32)
+    kernel, dose, info = _soft_tissue_dose(request, "dvk")
+    density = np.asarray(request.density_volume().array, dtype=np.float32)
     # in place on the float64 dose: x rho_kernel / rho, and 0 below 0.1 g/cm3
     dose *= np.float32(kernel.density_g_cm3) / np.maximum(density, np.float32(AIR_DENSITY_G_CM3))
     dose[density < AIR_DENSITY_G_CM3] = 0.0
     request.report(1.0, "done")
-    return DoseResult(_output(request, dose),
-                      info={"method": "dvk", "kernel": _kernel_info(kernel), "air_density_g_cm3": AIR_DENSITY_G_CM3,
-                            "fft": dict(engine.stats), "fft_roundoff_zeroed": cleared})
+    return DoseResult(_output(request, dose), info={**info, "air_density_g_cm3": AIR_DENSITY_G_CM3})
 
 
 def mvsv_dose(request: DoseRequest) -> DoseResult:
     """Multiple voxel S-values: one kernel per density bin, each kept where the voxel is in its bin."""
+    from VoxelDosimetryLib.kernels.medium import tissue_bins
     from VoxelDosimetryLib.physics.media import DensityBins
 
     bins = DensityBins.default()
@@ -157,8 +157,7 @@ def mvsv_dose(request: DoseRequest) -> DoseResult:
     selector = bins.bin_index(density).astype(np.int64)  # physics/media.py bins
     _warn_dense_voxels(density, float(bins.edges_g_cm3[-1]))
     counts = np.bincount(selector.ravel(), minlength=len(bins))
-    rows = [{"voxel_count": int(n)} for n in counts]
-    used = [b for b in bins if b.representative_g_cm3 >= AIR_DENSITY_G_CM3 and rows[b.index]["voxel_count"] > 0]
+    used = [b for b in tissue_bins(AIR_DENSITY_G_CM3) if counts[b.index] > 0]
     kernels, kernel_rows = [], []
     for i, b in enumerate(used):
         _check_cancel(request)
@@ -166,7 +165,7 @@ def mvsv_dose(request: DoseRequest) -> DoseResult:
         kernel = _kernel(request, b.medium, b.representative_g_cm3, "mvsv")
         kernels.append(kernel.values)
         kernel_rows.append({"bin": b.index, "low_g_cm3": b.low_g_cm3, "high_g_cm3": b.high_g_cm3,
-                            "voxels": rows[b.index]["voxel_count"], **_kernel_info(kernel)})
+                            "voxels": int(counts[b.index]), **_kernel_info(kernel)})
     # selector over the used kernels; air bins (and empty ones) point at an extra all-zero kernel
     lookup = np.full(len(bins), len(kernels), dtype=np.int64)
     for k, b in enumerate(used):
@@ -196,6 +195,7 @@ _KERNEL_FOLDER = DoseOption("kernel_folder", "str", "", help="an extra folder of
                             "`voxeldosimetry kernel`) searched besides the shipped set and the user cache")
 _KERNEL_FILE = DoseOption("kernel", "str", "", help="a kernel file (NRRD from `voxeldosimetry kernel`) for the dose "
                           "grid, used instead of the shipped soft-tissue kernel")
+
 
 def _kernel_fingerprint() -> str:
     from VoxelDosimetryLib.kernels.library import kernel_fingerprint

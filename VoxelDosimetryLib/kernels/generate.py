@@ -10,8 +10,8 @@ leaves the centre voxel unchanged, so its batch uncertainty is reported exactly.
 """
 from __future__ import annotations
 
+import itertools
 import math
-import shlex
 import time
 from typing import Any, Callable, Optional, Sequence
 
@@ -84,7 +84,7 @@ def symmetrise(values: np.ndarray, spacing_xyz: Sequence[float]) -> np.ndarray:
         v = 0.5 * (v + np.flip(v, axis=axis))
     sp_zyx = tuple(spacing_xyz)[::-1]
     axes = (0, 1, 2)
-    perms = [p for p in __import__("itertools").permutations(axes)
+    perms = [p for p in itertools.permutations(axes)
              if all(v.shape[a] == v.shape[p[a]] and math.isclose(sp_zyx[a], sp_zyx[p[a]], rel_tol=1e-9)
                     for a in axes)]
     return sum(np.transpose(v, p) for p in perms) / len(perms)
@@ -211,7 +211,3 @@ def generate_kernel(nuclide: str = "Lu-177", voxel_mm: float | Sequence[float] =
                 f"{100 * TARGET_CENTRE_UNCERTAINTY:g} %): run about {needed:.2g} histories (--histories {needed}).",
                 centre_relative_uncertainty=centre_rel, histories=histories, suggested_histories=needed)
     return kernel
-
-
-def quoted(argv: Sequence[str]) -> str:
-    return " ".join(shlex.quote(a) for a in argv)

@@ -133,15 +133,6 @@ class DoseKernel:
             meta["resampled_from"] = resampled
         return replace(self, values=total, component=component, metadata=meta)
 
-    def cropped(self, size_xyz: tuple[int, int, int]) -> "DoseKernel":
-        """The central `size_xyz` voxels (odd, not larger than the kernel)."""
-        size_zyx = tuple(int(s) for s in size_xyz)[::-1]
-        if any(s % 2 == 0 or s < 1 or s > n for s, n in zip(size_zyx, self.shape)):
-            raise InputFormatError(f"Crop size {size_xyz} must be odd and at most the kernel size {self.shape[::-1]}.")
-        off = tuple((n - s) // 2 for n, s in zip(self.shape, size_zyx))
-        v = self.values[off[0]:off[0] + size_zyx[0], off[1]:off[1] + size_zyx[1], off[2]:off[2] + size_zyx[2]]
-        return replace(self, values=v)
-
     # ----------------------------------------------------------------------------------------- conversion
     def to_volume(self, octant: bool = False) -> Volume:
         """A Volume with the centre voxel at the origin (LPS, identity direction); octant=True keeps only the

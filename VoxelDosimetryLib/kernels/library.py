@@ -1,14 +1,16 @@
 """Finding the kernel a dose method needs: the shipped Lu-177 set, the user's cache, or a resampled finer one.
 
-Lookup for (nuclide, voxel size, medium, density, component):
-1. a kernel on the same voxel grid (every axis within 0.5 %) in the shipped set or the cache;
-2. else one whose voxel size divides the wanted one by an odd whole number on every axis (within 3 %): its
-   voxels then tile the wanted voxels exactly and resampling (kernels/resample.py) conserves energy and is exact
-   up to the fine kernel's own noise; electron and photon parts are resampled separately, the electrons from
-   the finest kernel and the photons from the one reaching farthest;
+Lookup for (nuclide, voxel size, medium, density, component), shipped kernels always before the user's:
+1. a kernel on the same voxel grid (every axis within 0.5 %): the shipped set (electron + photon parts), else the
+   best cached or `kernel_folder` kernel (most histories, then farthest reach);
+2. else a finer kernel whose voxels tile the wanted voxel (kernels/resample.py: an odd whole number k per axis,
+   k = 1 within 0.5 %, k >= 3 within 3 %, at least one k >= 3), resampled with its voxels snapped to tile exactly
+   and energy conserved; electron and photon parts separately, the electrons from the finest kernel and the
+   photons from the one reaching farthest;
 3. else KernelNotAvailableError with the exact `voxeldosimetry kernel` command that makes it (the command caches
    its result, so the dose method finds it afterwards).
-A kernel of another nuclide is never used.
+A kernel of another nuclide is never used. `check_kernel_quality` warns (QC) when a kernel in use has a centre
+uncertainty above 0.5 % or a photon reach below 45 mm.
 """
 from __future__ import annotations
 
@@ -26,7 +28,6 @@ from VoxelDosimetryLib.kernels.kernel import DoseKernel, read_kernel
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "data"
 SHIPPED_INDEX = SHIPPED_DIR / "index.json"
-SAME_SPACING_RTOL = 0.005
 MIN_PHOTON_REACH_MM = 45.0  # the shipped 0.98x0.98x3 mm photon kernels reach 48 mm, the others 120 mm
 DENSITY_RTOL = 1e-3
 
@@ -107,13 +108,19 @@ def _entry_from_header(path: str, _mtime_ns: int, _size: int) -> Optional[Kernel
         return None
 
 
-def cached_entries(extra_folders: Iterable[str | Path] = ()) -> list[KernelEntry]:
+def _user_kernel_files(extra_folders: Iterable[str | Path]) -> list[Path]:
+    """The cache's kernel files, then those of the user's kernel folders."""
     from VoxelDosimetryLib.kernels.cache import cached_kernels
 
     files = list(cached_kernels())
     for folder in extra_folders:
         files += kernel_folder_files(folder)
-    return [e for e in (_entry_from_file(p) for p in files) if e is not None]
+    return files
+
+
+def cached_entries(extra_folders: Iterable[str | Path] = ()) -> list[KernelEntry]:
+    """Kernels of the user's cache and kernel folders (read by header)."""
+    return [e for e in (_entry_from_file(p) for p in _user_kernel_files(extra_folders)) if e is not None]
 
 
 def kernel_folder_files(folder: str | Path) -> list[Path]:
@@ -136,22 +143,13 @@ def kernel_fingerprint(extra_folders: Iterable[str | Path] = ()) -> str:
     modification times of the cached and extra kernel files. Changes whenever a lookup could return another kernel."""
     import hashlib
 
-    from VoxelDosimetryLib.kernels.cache import cached_kernels
-
     digest = hashlib.sha1()
     if SHIPPED_INDEX.is_file():
         digest.update(SHIPPED_INDEX.read_bytes())
-    files = list(cached_kernels())
-    for folder in extra_folders:
-        files += kernel_folder_files(folder)
-    for path in files:
+    for path in _user_kernel_files(extra_folders):
         stat = path.stat()
         digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
-
-
-def _same_spacing(a: Sequence[float], b: Sequence[float]) -> bool:
-    return all(abs(x - y) <= SAME_SPACING_RTOL * y for x, y in zip(a, b))
 
 
 def tiling_ratio(fine: Sequence[float], coarse: Sequence[float]) -> Optional[tuple]:
@@ -174,7 +172,9 @@ def _quality(e: KernelEntry) -> tuple:
 
 def _same_grid(entries: list[KernelEntry], component: str, voxel_mm: tuple) -> Optional[DoseKernel]:
     """The best kernel of `component` on this grid, or electron + photon parts summed for `total`."""
-    same = [e for e in entries if _same_spacing(e.voxel_mm, voxel_mm)]
+    from VoxelDosimetryLib.kernels.resample import same_voxel_size
+
+    same = [e for e in entries if same_voxel_size(e.voxel_mm, voxel_mm)]
     whole = [e for e in same if e.component == component]
     if whole:
         return max(whole, key=_quality).load()
@@ -209,27 +209,23 @@ def default_kernel_size(voxel_mm: Sequence[float], reach_mm: float = 120.0) -> t
     return tuple(2 * max(1, int(math.ceil(reach_mm / v))) + 1 for v in voxel_mm)
 
 
-def check_kernel_quality(kernel: DoseKernel, where: str) -> list:
-    """QC warnings for a kernel about to be used: centre uncertainty above 0.5 %, photon reach below 45 mm.
-    Returns the warning codes raised."""
+def check_kernel_quality(kernel: DoseKernel, where: str) -> None:
+    """QC warnings for a kernel about to be used: centre uncertainty above 0.5 %, photon reach below 45 mm."""
+    from VoxelDosimetryLib.kernels.generate import TARGET_CENTRE_UNCERTAINTY
     from VoxelDosimetryLib.qc import qc_warn
 
-    codes = []
     unc = kernel.metadata.get("centre_relative_uncertainty")
-    if unc is not None and unc > 0.005:
+    if unc is not None and unc > TARGET_CENTRE_UNCERTAINTY:
         qc_warn("kernel_uncertainty_high",
                 f"{where}: the kernel's centre voxel has a {100 * unc:.2g} % relative uncertainty (target below "
                 "0.5 %), so voxel doses carry that noise. Make it again with more --histories.",
                 centre_relative_uncertainty=unc, medium=kernel.medium)
-        codes.append("kernel_uncertainty_high")
     reach = min(kernel.half_extent_mm)
     if kernel.component in ("total", "photon") and reach < MIN_PHOTON_REACH_MM:
         qc_warn("kernel_short_reach",
                 f"{where}: the kernel reaches only {reach:.0f} mm from the source voxel (less than "
                 f"{MIN_PHOTON_REACH_MM:.0f} mm), so photon cross-dose from farther away is missing. Use a larger "
                 "--size.", reach_mm=reach, medium=kernel.medium)
-        codes.append("kernel_short_reach")
-    return codes
 
 
 def kernel_command(nuclide: str, voxel_mm: Sequence[float], medium: str, density: float, size: int | str = 51,

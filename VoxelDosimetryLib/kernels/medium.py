@@ -12,7 +12,7 @@ import math
 from dataclasses import replace
 
 from VoxelDosimetryLib.errors import InputFormatError
-from VoxelDosimetryLib.physics.media import Medium, closest_tissue_medium, schneider_media
+from VoxelDosimetryLib.physics.media import DensityBin, DensityBins, Medium, closest_tissue_medium, schneider_media
 
 SOFT_TISSUE = "soft_tissue"
 # DblurDoseNet (Li et al. 2022, §2.3.2): Lu-177 soft-tissue kernels at 1.04 g/cm³, the density DVK scales by.
@@ -67,3 +67,19 @@ def kernel_medium(name: str | None = None, density_g_cm3: float | None = None) -
                                "medium name of the Monte Carlo engine (`voxeldosimetry kernel --medium list` prints "
                                "them), or give --density RHO alone.")
     return medium if density_g_cm3 is None else replace(medium, density_g_cm3=rho)
+
+
+def tissue_bins(min_density_g_cm3: float) -> list[DensityBin]:
+    """The default MVSV density bins whose representative density is at least `min_density_g_cm3` (the dose
+    methods pass their air threshold, 0.1 g/cm³: bins below it are air and get no dose, so need no kernel)."""
+    return [b for b in DensityBins.default() if b.representative_g_cm3 >= min_density_g_cm3]
+
+
+def method_media(method: str, min_density_g_cm3: float) -> list[tuple[str, float]]:
+    """(medium, density) of every kernel a kernel method needs: the soft-tissue kernel for svsv and dvk, one per
+    tissue bin for mvsv."""
+    if method in ("svsv", "dvk"):
+        return [(SOFT_TISSUE, SOFT_TISSUE_DENSITY_G_CM3)]
+    if method == "mvsv":
+        return [(b.medium, b.representative_g_cm3) for b in tissue_bins(min_density_g_cm3)]
+    raise InputFormatError(f"No kernel set for method {method!r}; kernel methods: svsv, dvk, mvsv.")

@@ -60,8 +60,13 @@ def axis_operator(n_fine: int, fine_mm: float, n_coarse: int, coarse_mm: float) 
     return m
 
 
-SAME_RTOL = 0.005
+SAME_RTOL = 0.005  # voxel sizes within 0.5 % are the same grid (4.4196 mm SPECT = the 4.42 mm kernels)
 ODD_RTOL = 0.03
+
+
+def same_voxel_size(a_mm, b_mm) -> bool:
+    """Whether two (x, y, z) voxel sizes are the same grid for a kernel (every axis within 0.5 % of `b_mm`)."""
+    return all(abs(a - b) <= SAME_RTOL * b for a, b in zip(a_mm, b_mm))
 
 
 def odd_ratios(fine_mm, coarse_mm) -> tuple | None:
