@@ -6,7 +6,9 @@ tissue at 1.04 g/cm³ for SVSV/DVK, and every MVSV density bin at or above 0.1 g
 get no dose), an electron kernel (sized by the electrons' CSDA reach in that medium) and a photon kernel
 (track-length scoring, reaching about 120 mm; 99x99x33 on the 0.98x0.98x3 mm grid) are simulated and stored as
 octant NRRDs under VoxelDosimetryLib/kernels/data/, with index.json listing them. Each file records the
-equivalent `voxeldosimetry kernel` command. Existing files are kept (rerun to resume).
+equivalent `voxeldosimetry kernel` command. The soft-tissue photon tail (kernels/photon_tail.py: the radial
+photon dose beyond the kernels' reach, 2e6 decays) is made as Lu-177/photon_tail_soft_tissue.json and indexed
+under "photon_tails". Existing files are kept (rerun to resume).
 
     .venv/bin/python Utilities/make_kernel_set.py [--only 4.8mm] [--photon-histories 500000]
 """
@@ -52,6 +54,7 @@ def main(argv=None) -> int:
     parser.add_argument("--only", nargs="*", default=list(GRIDS), help="grids to make")
     parser.add_argument("--electron-histories", type=int, default=200_000)
     parser.add_argument("--photon-histories", type=int, default=500_000)
+    parser.add_argument("--tail-histories", type=int, default=2_000_000)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     nuclide = get_nuclide("Lu-177")
@@ -82,6 +85,18 @@ def main(argv=None) -> int:
                 print(json.dumps({"file": str(path.relative_to(SHIPPED_DIR)), "time_s": round(time.time() - t0, 1),
                                   "centre_relative_uncertainty": kernel.metadata["centre_relative_uncertainty"],
                                   "absorbed_kev": round(kernel.energy_per_decay_kev(), 3)}), flush=True)
+    from VoxelDosimetryLib.kernels.photon_tail import generate_photon_tail, read_photon_tail, write_photon_tail
+
+    tail_path = SHIPPED_DIR / "Lu-177" / "photon_tail_soft_tissue.json"
+    if not tail_path.exists():
+        write_photon_tail(generate_photon_tail("Lu-177", "soft_tissue", None, args.tail_histories, seed=0,
+                                               device=args.device), tail_path)
+    tails = []
+    for path in sorted(SHIPPED_DIR.glob("*/photon_tail_*.json")):
+        tail = read_photon_tail(path)
+        tails.append({"file": str(path.relative_to(SHIPPED_DIR)), "nuclide": tail.nuclide, "medium": tail.medium,
+                      "density_g_cm3": tail.density_g_cm3, "reach_mm": tail.reach_mm,
+                      "histories": tail.metadata.get("histories"), "command": tail.metadata.get("command")})
     entries = []
     for path in sorted(SHIPPED_DIR.glob("*/*/*.nrrd")):
         k = read_kernel(path)
@@ -91,7 +106,8 @@ def main(argv=None) -> int:
                         "centre_relative_uncertainty": k.metadata.get("centre_relative_uncertainty"),
                         "absorbed_kev_per_decay": k.energy_per_decay_kev(), "command": k.metadata.get("command")})
     SHIPPED_INDEX.write_text(json.dumps({"format": "voxeldosimetry-kernel-index", "version": 1,
-                                         "generator": "Utilities/make_kernel_set.py", "kernels": entries},
+                                         "generator": "Utilities/make_kernel_set.py", "kernels": entries,
+                                         "photon_tails": tails},
                                         indent=1) + "\n")
     print(f"{len(entries)} kernels indexed in {SHIPPED_INDEX}")
     return 0

@@ -132,9 +132,9 @@ def kernels_missing(voxel_mm: tuple, media: list[tuple[str, float]]) -> list[str
 
 
 def method_media(method: str) -> list[tuple[str, float]]:
-    from VoxelDosimetryLib.cli.kernel import _needed_media
+    from VoxelDosimetryLib.kernels.medium import method_media as media
 
-    return _needed_media(method)
+    return media(method, AIR_DENSITY_G_CM3)
 
 
 def ensure_kernels(commands: list[list[str]], voxel_mm: tuple, media: list[tuple[str, float]], make: bool,
@@ -185,30 +185,45 @@ def compared(runs: dict) -> list:
     return list(FAST_METHODS) + [m for m in runs if m not in FAST_METHODS and m != "mc"]
 
 
-EXTRA_LABELS = {"svsv_set098": "SVSV, shipped 0.98x0.98x3 set", "mvsv_set098": "MVSV, shipped 0.98x0.98x3 set"}
+EXTRA_LABELS = {"svsv_set098": "SVSV, shipped 0.98x0.98x3 set (+ photon tail to 120 mm)",
+                "mvsv_set098": "MVSV, shipped 0.98x0.98x3 set (+ photon tail to 120 mm)",
+                "svsv_set098_kernel_only": "SVSV, shipped 0.98x0.98x3 set, kernel only (48 mm)",
+                "svsv_reach750": "SVSV, photon reach 750 mm (infinite medium)",
+                "mvsv_reach750": "MVSV, photon reach 750 mm (infinite medium)"}
+
+
+def option_runs(source: Volume, ct: Volume, device: str, wanted: dict) -> dict:
+    """Extra fast-method runs {label: (method, options)}."""
+    out = {}
+    for label, (name, options) in wanted.items():
+        start = time.perf_counter()
+        with collect_qc() as log:
+            result = compute_dose(name, DoseRequest(source, ct, nuclide="Lu-177", device=device,
+                                                    options=dict(options)))
+        out[label] = {"dose": result.dose.array.astype(np.float64), "uncertainty": None,
+                      "time_s": time.perf_counter() - start, "info": result.info, "qc": sorted(set(log.codes()))}
+    return out
+
+
+REACH_RUNS = {"svsv_reach750": ("svsv", {"photon_reach_mm": 750}),
+              "mvsv_reach750": ("mvsv", {"photon_reach_mm": 750})}
 
 
 def shipped_set_runs(source: Volume, ct: Volume, device: str) -> dict:
     """svsv and mvsv with only the shipped kernels (the cache pointed at an empty folder): on the 3 mm grid they
-    are resampled from the 0.98 x 0.98 x 3 mm set, whose photon kernels reach ~49 mm instead of 120 mm."""
-    out = {}
+    are resampled from the 0.98 x 0.98 x 3 mm set, whose photon kernels reach ~49 mm instead of 120 mm; by
+    default the photon tail continues them to 120 mm, and once without it (photon_reach_mm=0)."""
     previous = os.environ.get("VOXELDOSIMETRY_CACHE_DIR")
     with tempfile.TemporaryDirectory() as empty:
         os.environ["VOXELDOSIMETRY_CACHE_DIR"] = empty
         try:
-            for name in ("svsv", "mvsv"):
-                start = time.perf_counter()
-                with collect_qc() as log:
-                    result = compute_dose(name, DoseRequest(source, ct, nuclide="Lu-177", device=device))
-                out[f"{name}_set098"] = {"dose": result.dose.array.astype(np.float64), "uncertainty": None,
-                                         "time_s": time.perf_counter() - start, "info": result.info,
-                                         "qc": sorted(set(log.codes()))}
+            return option_runs(source, ct, device, {"svsv_set098": ("svsv", {}), "mvsv_set098": ("mvsv", {}),
+                                                    "svsv_set098_kernel_only": ("svsv", {"photon_reach_mm": 0})})
         finally:
             if previous is None:
                 os.environ.pop("VOXELDOSIMETRY_CACHE_DIR", None)
             else:
                 os.environ["VOXELDOSIMETRY_CACHE_DIR"] = previous
-    return out
 
 
 def kernel_record(info: dict) -> Any:
@@ -406,6 +421,7 @@ def case_patient15(args, kernel_log: list) -> dict:
                              .astype(np.float32), quantity="activity_concentration", unit="Bq/mL")
     start = time.perf_counter()
     runs = run_all(activity, ct, args.histories, args.seed + 15, args.device)
+    runs.update(option_runs(activity, ct, args.device, REACH_RUNS))
     mass = voxel_mass_g(ct)
     scale = 3.6e6  # Gy/s -> mGy/h
     rows = [segment_row(name, seg, runs, mass, scale, ct.voxel_volume_ml, note) for name, seg, note in segments]
@@ -420,6 +436,7 @@ def case_patient15(args, kernel_log: list) -> dict:
            "mc": mc_statistics(runs["mc"], body),
            "times_s": {m: round(runs[m]["time_s"], 1) for m in runs},
            "kernels": {m: kernel_record(runs[m]["info"]) for m in ("svsv", "dvk", "mvsv")},
+           "photon_tail": {m: runs[m]["info"].get("photon_tail") for m in runs if m != "mc"},
            "qc": {m: runs[m]["qc"] for m in runs}, "wall_s": None}
     out["wall_s"] = round(time.perf_counter() - start, 1)
     if args.figures_dir is not None:
@@ -537,6 +554,7 @@ def case_virtual(args, kernel_log: list) -> dict:
     start = time.perf_counter()
     runs = run_all(activity, ct, args.virtual_histories, args.seed + 7, args.device)
     runs.update(shipped_set_runs(activity, ct, args.device))
+    runs.update(option_runs(activity, ct, args.device, REACH_RUNS))
     mass = voxel_mass_g(ct)
     hu = ct.array.astype(np.float64)
     sampling = tuple(reversed(ct.spacing))

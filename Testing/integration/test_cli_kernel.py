@@ -135,3 +135,26 @@ def test_a_missing_kernel_folder_is_an_error(tmp_path, capsys):
     assert main(["dose", "--activity", str(tmp_path / "a.nrrd"), "--ct", str(tmp_path / "ct.nrrd"), "--method",
                  "svsv", "--kernel-folder", str(tmp_path / "nope"), "--out", str(tmp_path / "d.nrrd")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_photon_tail_is_made_into_the_cache_and_found_by_the_methods(tmp_path, capsys):
+    """A nuclide without a shipped tail (I-131): the command makes it once, then the dose methods find it."""
+    from VoxelDosimetryLib.kernels.photon_tail import find_photon_tail, read_photon_tail
+
+    assert find_photon_tail("I-131") is None
+    args = ["kernel", "--nuclide", "I-131", "--photon-tail", "--histories", "3000", "--device", "cpu",
+            "--out", str(tmp_path / "tail.json")]
+    assert main(args) == 0
+    made = json.loads(capsys.readouterr().out)
+    tail = read_photon_tail(tmp_path / "tail.json")
+    assert tail.nuclide == "I-131" and made["reach_mm"] == pytest.approx(tail.reach_mm, rel=1e-6)
+    assert tail.metadata["command"] == "voxeldosimetry kernel --nuclide I-131 --photon-tail --histories 3000 --seed 0"
+    assert find_photon_tail("I-131").fingerprint() == tail.fingerprint()
+    assert main(args[:-2]) == 0
+    assert "cached" in capsys.readouterr().err
+
+
+def test_photon_tail_refuses_kernel_flags(tmp_path, capsys):
+    assert main(["kernel", "--photon-tail", "--voxel-mm", "4", "--size", "5"]) != 0
+    err = capsys.readouterr().err
+    assert "--photon-tail" in err and "--voxel-mm" in err and "--size" in err

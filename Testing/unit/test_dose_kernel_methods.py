@@ -166,13 +166,31 @@ def test_the_kernel_fingerprint_changes_when_a_cached_kernel_appears(tmp_path):
     from VoxelDosimetryLib.kernels.cache import kernel_cache_dir
 
     method = get_dose_method("mvsv")
-    before = method.fingerprint()
-    assert method.fingerprint() == before
+    before = method.state({})
+    assert method.state({}) == before
     kernel_cache_dir().mkdir(parents=True, exist_ok=True)
     write_kernel(DoseKernel(_kernel_values(1.0), SPACING, "Lu-177", SOFT_TISSUE, 1.04, "total"),
                  kernel_cache_dir() / "new.nrrd")
-    assert method.fingerprint() != before
-    assert get_dose_method("led").fingerprint is None
+    assert method.state({}) != before
+    assert get_dose_method("led").state({}) is None
+
+
+def test_the_kernel_fingerprint_follows_the_files_the_options_name(kernel_folder, tmp_path):
+    """A kernel replaced in the kernel folder, or a new kernel file under the same name, gives a new fingerprint,
+    so the pipeline recomputes the dose instead of reusing a result made with the old kernel."""
+    import os
+
+    from VoxelDosimetryLib.dose import get_dose_method
+
+    method = get_dose_method("svsv")
+    folder_state = method.state({"kernel_folder": str(kernel_folder)})
+    file_state = method.state({"kernel": str(kernel_folder / "st_p.nrrd")})
+    assert folder_state != method.state({}) and file_state != method.state({})
+    write_kernel(DoseKernel(_kernel_values(2.0, (9, 9, 9), 3), SPACING, "Lu-177", SOFT_TISSUE,
+                            SOFT_TISSUE_DENSITY_G_CM3, "photon"), kernel_folder / "st_p.nrrd")
+    os.utime(kernel_folder / "st_p.nrrd", ns=(1, 1))  # a different time whatever the file system's resolution
+    assert method.state({"kernel_folder": str(kernel_folder)}) != folder_state
+    assert method.state({"kernel": str(kernel_folder / "st_p.nrrd")}) != file_state
 
 
 def test_the_ct_is_converted_to_density_once_per_request(kernel_folder, monkeypatch):

@@ -191,6 +191,23 @@ def test_convolve_select_accumulates_and_scales_in_float64(rng):
     assert np.isfinite(out32).all() and rel_err(out32[1::2], expected[1::2]) < 1e-5
 
 
+def test_convolve_can_return_float32_without_a_float64_copy(rng):
+    """out_dtype="float32": the same values (float32 engine) as the default float64 result, one shot and tiled,
+    contiguous and independent of the engine's buffers."""
+    source = rng.random((23, 12, 10)).astype(np.float32)
+    kernel = rng.random((7, 5, 3))
+    for engine in (FFTConvolver(device="cpu"), FFTConvolver(device="cpu", memory_budget_bytes=60_000)):
+        wide = engine.convolve(source, kernel)
+        narrow = engine.convolve(source, kernel, out_dtype="float32")
+        assert wide.dtype == np.float64 and narrow.dtype == np.float32 and narrow.flags.c_contiguous
+        np.testing.assert_allclose(narrow, wide, rtol=1e-6)  # tiled: slabs added in float32
+        again = engine.convolve(source, kernel, out_dtype="float32")
+        np.testing.assert_array_equal(again, narrow)
+    with pytest.raises(InputFormatError, match="out_dtype"):
+        FFTConvolver(device="cpu").convolve(source, kernel, out_dtype="float16")
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # ----------------------------------------------------------------------------------------------------------------
 # tiling, cache, out-of-memory handling
 # ----------------------------------------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                     "($VOXELDOSIMETRY_CACHE_DIR/kernels) keyed by every parameter and the engine version; the "
                     "svsv, dvk and mvsv dose methods find cached kernels automatically. --medium list prints the "
                     "media. With --resample-from, a finer kernel is resampled to --voxel-mm with energy conserved. "
-                    "With --for-method, every kernel that method needs at --voxel-mm is made into the cache.")
+                    "With --for-method, every kernel that method needs at --voxel-mm is made into the cache. With "
+                    "--photon-tail, the nuclide's radial photon tail (docs/KERNELS.md).")
     parser.add_argument("--nuclide", default=None, help="radionuclide (default Lu-177)")
     parser.add_argument("--voxel-mm", nargs="+", type=number_type("mm", positive=True), metavar="MM",
                         help="voxel size: one value (isotropic) or three (x y z), mm")
@@ -39,6 +40,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                                                      "simulating")
     parser.add_argument("--for-method", choices=("svsv", "dvk", "mvsv"),
                         help="make (into the cache) every kernel this method needs at --voxel-mm")
+    parser.add_argument("--photon-tail", action="store_true",
+                        help="make the nuclide's soft-tissue photon tail (the radial photon dose beyond the voxel "
+                             "kernels' reach, added by svsv, dvk and mvsv) into the cache; Lu-177's is shipped")
     parser.add_argument("--no-cache", action="store_true", help="simulate even if the cache holds this kernel")
     parser.add_argument("--out", help="output kernel file (.nrrd)")
     return parser
@@ -82,6 +86,22 @@ def _one(args, medium: str | None, density: float | None, size, progress):
     return kernel
 
 
+def _tail(args, progress) -> dict:
+    """Make (or find in the cache) the soft-tissue photon tail of args.nuclide; --out also writes it."""
+    from VoxelDosimetryLib.cli.common import say
+    from VoxelDosimetryLib.kernels.photon_tail import TAIL_HISTORIES, make_photon_tail, write_photon_tail
+
+    histories = TAIL_HISTORIES if args.histories is None else args.histories
+    tail, path, cached = make_photon_tail(args.nuclide or "Lu-177", histories, args.seed or 0, args.device,
+                                          use_cache=not args.no_cache, progress=progress)
+    say("kernel", f"photon tail {'cached' if cached else 'made'}: {path}")
+    out = {"photon_tail": str(path), "nuclide": tail.nuclide, "reach_mm": tail.reach_mm,
+           "energy_beyond_fraction": tail.metadata.get("energy_beyond_fraction")}
+    if args.out:
+        out["out"] = str(write_photon_tail(tail, args.out))
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from VoxelDosimetryLib.cli.common import prepare_outputs, progress_printer, say
     from VoxelDosimetryLib.errors import InputFormatError
@@ -89,6 +109,18 @@ def run(args: argparse.Namespace) -> int:
 
     if args.medium == "list":
         return _media_list()
+    if args.photon_tail:
+        extra = [flag for flag, value in (("--voxel-mm", args.voxel_mm), ("--size", args.size),
+                                          ("--medium", args.medium), ("--density", args.density),
+                                          ("--component", args.component), ("--resample-from", args.resample_from),
+                                          ("--for-method", args.for_method)) if value]
+        if extra:
+            raise InputFormatError(f"--photon-tail makes the nuclide's soft-tissue photon tail (its grid is fixed): "
+                                   f"drop {', '.join(extra)}.")
+        if args.out:
+            prepare_outputs({"--out": args.out}, [], {"--out": (".json",)})
+        print(json.dumps(_tail(args, progress_printer("kernel")), indent=1))
+        return 0
     resampling = bool(args.resample_from)
     given = [flag for flag, value in (("--nuclide", args.nuclide), ("--histories", args.histories),
                                       ("--component", args.component), ("--seed", args.seed),
@@ -118,7 +150,11 @@ def run(args: argparse.Namespace) -> int:
             kernel = _one(args, medium, density, size, progress)
             made.append({"medium": medium, "density_g_cm3": density,
                          "centre_relative_uncertainty": kernel.metadata.get("centre_relative_uncertainty")})
-        print(json.dumps({"method": args.for_method, "kernels": made}, indent=1))
+        from VoxelDosimetryLib.kernels.photon_tail import find_photon_tail
+
+        tail = None if find_photon_tail(args.nuclide) is not None or args.component == "electron" \
+            else _tail(args, progress)
+        print(json.dumps({"method": args.for_method, "kernels": made, "photon_tail_made": tail}, indent=1))
         return 0
     if not args.out:
         raise InputFormatError("Name the output kernel file: --out K.nrrd.")

@@ -233,17 +233,25 @@ class FFTConvolver:
         self._cache_nbytes = 0
         # Test hook: called as hook(device, slab_depth) before each slab is processed (may raise a fake OOM).
         self._fault_hook: Optional[Callable] = None
+        self._single_out = np.dtype(np.float64)  # result dtype of convolve(), set per call
         self.stats: dict = {}
 
     # ---------------------------------------------------------------------------------------------------------
     # public API
     # ---------------------------------------------------------------------------------------------------------
 
-    def convolve(self, source: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-        """'Same'-size linear convolution of `source` with one odd-sized `kernel`; float64 (z, y, x)."""
+    def convolve(self, source: np.ndarray, kernel: np.ndarray, out_dtype: str = "float64") -> np.ndarray:
+        """'Same'-size linear convolution of `source` with one odd-sized `kernel`, (z, y, x) in `out_dtype`
+        ("float64", or "float32", which skips a float64 copy of a float32 result: half the memory and time)."""
         src = _check_real_3d(source, "source")
         ker = _check_kernel(kernel)
-        return self._execute("single", src, [ker], None, None)
+        if out_dtype not in _DTYPES:
+            raise InputFormatError(f"out_dtype must be one of {_DTYPES}; got {out_dtype!r}.")
+        self._single_out = np.dtype(out_dtype)
+        try:
+            return self._execute("single", src, [ker], None, None)
+        finally:
+            self._single_out = np.dtype(np.float64)
 
     def convolve_many(self, source: np.ndarray, kernels: Sequence[np.ndarray]) -> np.ndarray:
         """(len(kernels), z, y, x) convolutions of `source` with each kernel, one source FFT for all.
@@ -436,7 +444,9 @@ class FFTConvolver:
             out = np.empty((len(kernels), Z, Y, X), self._np_dtype) if n_slabs == 1 else \
                 np.zeros((len(kernels), Z, Y, X), self._np_dtype)
         else:
-            out = None if n_slabs == 1 else np.zeros((Z, Y, X), np.float64)
+            out_dtype = self._single_out if mode == "single" else np.dtype(np.float64)
+            out = None if n_slabs == 1 else np.zeros((Z, Y, X), out_dtype)
+            out_torch = torch.float32 if out_dtype == np.float32 else torch.float64
         for s in range(n_slabs):
             z0, z1 = s * depth, min(Z, (s + 1) * depth)
             if z0 >= z1:
@@ -464,8 +474,9 @@ class FFTConvolver:
                     selection.keep(acc, result, i)
                     continue
                 part = result[n0:n1, cy:cy + Y, cx:cx + X]
-                if mode == "single":
-                    out = self._accumulate(out, rows, part.to(torch.float64), n_slabs)
+                if mode == "single":  # a dense copy: never a view that keeps the padded grid alive
+                    out = self._accumulate(out, rows, part.to(out_torch).contiguous() if part.dtype != out_torch
+                                           else part.contiguous(), n_slabs)
                 else:  # many: the engine's dtype, slab rows added in that dtype
                     host = part.cpu().numpy()
                     if n_slabs == 1:

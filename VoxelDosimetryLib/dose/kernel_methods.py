@@ -51,21 +51,26 @@ def _decays_per_voxel(source: Volume) -> np.ndarray:
 # maximum (the value policy's 1e-6 rule): in MVSV a low-density bin's kernel is ~8x the soft-tissue one, so its
 # round-off far from the activity exceeds 1e-6 of the peak dose.
 FFT_ROUNDOFF = 1e-5
+# Photon dose counted out to 120 mm from each source by default: the reach of the shipped SPECT-grid kernels, and
+# against MC in a finite patient (patient15) closer than the infinite-medium tail (docs/VALIDATION.md)
+DEFAULT_PHOTON_REACH_MM = 120.0
 
 
 def _clear_roundoff(dose: np.ndarray, decays: np.ndarray, kernel_max: float) -> int:
     """Zero FFT round-off negatives in place (see FFT_ROUNDOFF); returns how many."""
     floor = -FFT_ROUNDOFF * float(np.abs(decays).sum(dtype=np.float64)) * kernel_max
-    roundoff = (dose < 0) & (dose >= floor)
-    count = int(np.count_nonzero(roundoff))
-    if count:
-        dose[roundoff] = 0.0
-    return count
+    flat = dose.reshape(-1)  # a view: the engine's results are contiguous
+    negative = np.flatnonzero(flat < 0)  # few voxels: judge only those
+    roundoff = negative[flat[negative] >= floor]
+    flat[roundoff] = 0.0
+    if not np.shares_memory(flat, dose):
+        dose[...] = flat.reshape(dose.shape)
+    return int(roundoff.size)
 
 
 def _output(request: DoseRequest, values: np.ndarray) -> Volume:
     quantity = "dose_rate" if request.source.quantity == "activity_concentration" else "dose"
-    return request.ct.with_array(values.astype(np.float32), quantity=quantity,
+    return request.ct.with_array(values.astype(np.float32, copy=False), quantity=quantity,
                                  unit="Gy/s" if quantity == "dose_rate" else "Gy")
 
 
@@ -114,18 +119,76 @@ def _kernel_info(kernel) -> dict:
     return {**kernel.describe(), "command": kernel.metadata.get("command")}
 
 
+def _photon_tail(request: DoseRequest, kernel_shapes: list, method: str):
+    """(tail, window, reach mm) when photon dose beyond the kernels' reach is to be added (option
+    photon_reach_mm farther than the kernels reach, a total or photon kernel, a nuclide with photons), else None;
+    QC warnings say why a wanted tail is missing."""
+    from VoxelDosimetryLib.dose.photon_tail import window_for
+    from VoxelDosimetryLib.kernels.photon_tail import find_photon_tail
+    from VoxelDosimetryLib.physics import get_nuclide
+    from VoxelDosimetryLib.qc import qc_warn
+
+    reach = float(request.options.get("photon_reach_mm", DEFAULT_PHOTON_REACH_MM))
+    if reach <= 0 or request.options.get("component", "total") == "electron":
+        return None
+    window = window_for(kernel_shapes, request.ct.spacing)
+    if reach <= window.r1_mm + max(request.ct.spacing):  # the kernels reach that far already
+        return None
+    the_nuclide = get_nuclide(request.nuclide)
+    if len(the_nuclide.photon_lines()) == 0:  # a pure beta emitter: no photon tail to add
+        return None
+    tail = find_photon_tail(the_nuclide.name)
+    if tail is None:
+        qc_warn("photon_tail_missing",
+                f"{method}: no photon tail for {the_nuclide.name}, so photon dose beyond the kernels' reach "
+                f"({window.r1_mm:.0f} mm) is missing. Make it once (cached): voxeldosimetry kernel --nuclide "
+                f"{the_nuclide.name} --photon-tail", nuclide=the_nuclide.name)
+        return None
+    if window.r0_mm < tail.valid_from_mm:
+        qc_warn("kernel_short_reach",
+                f"{method}: the kernels reach only {window.r1_mm:.0f} mm, too short to hand over to the photon tail "
+                f"(which starts at {2 * tail.valid_from_mm:.0f} mm); photon dose from farther away is missing. "
+                "Use kernels with a larger --size.", reach_mm=window.r1_mm)
+        return None
+    return tail, window, min(reach, tail.reach_mm)
+
+
+def _convolve_with_tail(request: DoseRequest, decays: np.ndarray, kernels: list, selector, method: str) -> tuple:
+    """The decays convolved with `kernels` (one, or one per selector value) plus the photon tail when it applies:
+    (dose: float32 for one kernel, float64 accumulated over the selector's kernels; tail info)."""
+    from VoxelDosimetryLib.dose.photon_tail import near_kernel, tail_dose
+
+    engine = _convolver(request.device)
+    tail = _photon_tail(request, [k.shape for k in kernels], method)
+    near = kernels if tail is None else [near_kernel(k, request.ct.spacing, tail[1]) for k in kernels]
+    if selector is None:  # one kernel: float32 throughout (no accumulation over kernels to protect)
+        dose = engine.convolve(decays, near[0], out_dtype="float32")
+    else:
+        dose = engine.convolve_select(decays, near + [np.zeros((1, 1, 1))], selector)
+    fft = dict(engine.stats)
+    if tail is None:
+        return dose, {"photon_tail": None, "fft": fft}
+    the_tail, window, reach = tail
+    _check_cancel(request)
+    request.report(0.85, f"adding the photon dose from {window.r1_mm:.0f} to {reach:.0f} mm")
+    dose += tail_dose(decays, request.ct.spacing, the_tail, window, engine, reach)
+    return dose, {"fft": fft, "photon_tail": {
+        "from_mm": window.r0_mm, "full_at_mm": window.r1_mm, "reach_mm": reach,
+        "coarse_blocks_zyx": list(window.block_factors(request.ct.spacing)), "fingerprint": the_tail.fingerprint(),
+        "command": the_tail.metadata.get("command")}}
+
+
 def _soft_tissue_dose(request: DoseRequest, method: str) -> tuple:
-    """The soft-tissue kernel convolved with the decays (svsv's dose, dvk's before density scaling): the kernel,
-    the float64 dose with FFT round-off cleared, and the result info."""
+    """The soft-tissue kernel convolved with the decays, plus the photon tail (svsv's dose, dvk's before density
+    scaling): the kernel, the float32 dose with FFT round-off cleared, and the result info."""
     from VoxelDosimetryLib.kernels.medium import SOFT_TISSUE, SOFT_TISSUE_DENSITY_G_CM3
 
     kernel = _kernel(request, SOFT_TISSUE, SOFT_TISSUE_DENSITY_G_CM3, method)
     request.report(0.1, "convolving with the soft-tissue kernel")
-    engine = _convolver(request.device)
     decays = _decays_per_voxel(request.source)
-    dose = engine.convolve(decays, kernel.values)
+    dose, tail_info = _convolve_with_tail(request, decays, [kernel.values], None, method)
     cleared = _clear_roundoff(dose, decays, float(kernel.values.max()))
-    return kernel, dose, {"method": method, "kernel": _kernel_info(kernel), "fft": dict(engine.stats),
+    return kernel, dose, {"method": method, "kernel": _kernel_info(kernel), **tail_info,
                           "fft_roundoff_zeroed": cleared}
 
 
@@ -138,11 +201,14 @@ def svsv_dose(request: DoseRequest) -> DoseResult:
 
 def dvk_dose(request: DoseRequest) -> DoseResult:
     """Soft-tissue kernel dose × ρ_kernel/ρ_voxel; 0 below 0.1 g/cm³ (DblurDoseNet §2.3.2)."""
+    import torch
+
     kernel, dose, info = _soft_tissue_dose(request, "dvk")
-    density = np.asarray(request.density_volume().array, dtype=np.float32)
-    # in place on the float64 dose: x rho_kernel / rho, and 0 below 0.1 g/cm3
-    dose *= np.float32(kernel.density_g_cm3) / np.maximum(density, np.float32(AIR_DENSITY_G_CM3))
-    dose[density < AIR_DENSITY_G_CM3] = 0.0
+    density = torch.from_numpy(np.ascontiguousarray(request.density_volume().array, dtype=np.float32))
+    # in place on the dose (torch: multi-threaded): x rho_kernel / rho, and 0 below 0.1 g/cm3
+    scaled = torch.from_numpy(dose)
+    scaled.mul_(float(kernel.density_g_cm3)).div_(density.clamp(min=AIR_DENSITY_G_CM3))
+    scaled.masked_fill_(density < AIR_DENSITY_G_CM3, 0.0)
     request.report(1.0, "done")
     return DoseResult(_output(request, dose), info={**info, "air_density_g_cm3": AIR_DENSITY_G_CM3})
 
@@ -172,35 +238,49 @@ def mvsv_dose(request: DoseRequest) -> DoseResult:
         lookup[b.index] = k
     local = lookup[selector]
     air = local == len(kernels)
-    engine = _convolver(request.device)
     _check_cancel(request)
     request.report(0.3, f"convolving with {len(kernels)} kernels")
-    cleared = 0
+    cleared, tail_info = 0, {"photon_tail": None}
     if kernels:
         decays = _decays_per_voxel(request.source)
-        dose = engine.convolve_select(decays, kernels + [np.zeros((1, 1, 1))], local)
+        dose, tail_info = _convolve_with_tail(request, decays, kernels, local, "mvsv")
         dose[air] = 0.0
         cleared = _clear_roundoff(dose, decays, max(float(k.max()) for k in kernels))
     else:
         dose = np.zeros(request.ct.shape)
     request.report(1.0, "done")
     return DoseResult(_output(request, dose), info={"method": "mvsv", "density_bins": kernel_rows,
-                                                    "air_bins_below_g_cm3": AIR_DENSITY_G_CM3,
-                                                    "fft": dict(engine.stats), "fft_roundoff_zeroed": cleared})
+                                                    "air_bins_below_g_cm3": AIR_DENSITY_G_CM3, **tail_info,
+                                                    "fft_roundoff_zeroed": cleared})
 
 
 _COMPONENT = DoseOption("component", "str", "total", choices=("total", "electron", "photon"),
                         help="kernel component: total, or the electron or photon part alone")
 _KERNEL_FOLDER = DoseOption("kernel_folder", "str", "", help="an extra folder of kernel files (NRRD from "
                             "`voxeldosimetry kernel`) searched besides the shipped set and the user cache")
+_PHOTON_REACH = DoseOption(
+    "photon_reach_mm", "float", DEFAULT_PHOTON_REACH_MM, unit="mm", minimum=0.0, maximum=750.0,
+    help="count photon dose out to this distance from each source: where the kernels reach less far (the "
+         "0.98x0.98x3 mm set: 48 mm) the radial soft-tissue photon kernel continues them; 750 = infinite medium "
+         "(< 0.1 % of the photon energy beyond); 0 = the kernels as they are (docs/KERNELS.md)")
 _KERNEL_FILE = DoseOption("kernel", "str", "", help="a kernel file (NRRD from `voxeldosimetry kernel`) for the dose "
                           "grid, used instead of the shipped soft-tissue kernel")
 
 
-def _kernel_fingerprint() -> str:
+def _kernel_fingerprint(options: dict) -> str:
+    """What the kernel lookup can see for these options: shipped set, cache, photon tails, the `kernel_folder`'s
+    files and the `kernel` file (names, sizes and modification times)."""
+    from pathlib import Path
+
     from VoxelDosimetryLib.kernels.library import kernel_fingerprint
 
-    return kernel_fingerprint()
+    folder = options.get("kernel_folder") or ""
+    text = kernel_fingerprint([folder] if folder else [])
+    path = Path(options.get("kernel") or "")
+    if options.get("kernel") and path.is_file():
+        stat = path.stat()
+        text += f"|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    return text
 
 
 def _warn_dense_voxels(density: np.ndarray, top: float) -> None:
@@ -216,12 +296,12 @@ def _warn_dense_voxels(density: np.ndarray, top: float) -> None:
 
 register_dose_method(DoseMethod(
     "svsv", "single voxel S-value: convolution with the ICRP soft-tissue (1.04 g/cm3) kernel", svsv_dose,
-    options=(_COMPONENT, _KERNEL_FILE, _KERNEL_FOLDER), fingerprint=_kernel_fingerprint))
+    options=(_COMPONENT, _PHOTON_REACH, _KERNEL_FILE, _KERNEL_FOLDER), fingerprint=_kernel_fingerprint))
 register_dose_method(DoseMethod(
     "dvk", "dose voxel kernel with density scaling: soft-tissue kernel dose x 1.04/density, 0 below 0.1 g/cm3 "
-           "(DblurDoseNet)", dvk_dose, options=(_COMPONENT, _KERNEL_FILE, _KERNEL_FOLDER),
+           "(DblurDoseNet)", dvk_dose, options=(_COMPONENT, _PHOTON_REACH, _KERNEL_FILE, _KERNEL_FOLDER),
     fingerprint=_kernel_fingerprint))
 register_dose_method(DoseMethod(
     "mvsv", "multiple voxel S-values: one kernel per density bin (18 tissue bins from lung to cortical bone), each "
-            "result kept in its bin (Lee et al. 2018)", mvsv_dose, options=(_COMPONENT, _KERNEL_FOLDER),
+            "result kept in its bin (Lee et al. 2018)", mvsv_dose, options=(_COMPONENT, _PHOTON_REACH, _KERNEL_FOLDER),
     fingerprint=_kernel_fingerprint))

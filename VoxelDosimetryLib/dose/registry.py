@@ -209,8 +209,9 @@ class DoseMethod:
     provides_uncertainty: bool = False
     options: tuple = ()  # DoseOption per option compute() reads from DoseRequest.options; any other name is refused
     # state outside the request that the result depends on (e.g. the kernel files a kernel method may use): a short
-    # text that changes when that state changes; the pipeline's step cache keys the dose step with it
-    fingerprint: Optional[Callable[[], str]] = None
+    # text that changes when that state changes; the pipeline's step cache keys the dose step with it. Called with
+    # the request's options when it takes an argument (files the options name), else with none.
+    fingerprint: Optional[Callable[..., str]] = None
 
     def __post_init__(self) -> None:
         options = tuple(self.options)
@@ -223,6 +224,18 @@ class DoseMethod:
         if duplicates:
             raise VoxelDosimetryError(f"Dose method {self.name!r} declares option(s) {duplicates} twice.")
         object.__setattr__(self, "options", options)
+
+    def state(self, options: Optional[dict] = None) -> Optional[str]:
+        """The method's fingerprint for these options (None when it declares none)."""
+        if self.fingerprint is None:
+            return None
+        import inspect
+
+        try:
+            takes_options = bool(inspect.signature(self.fingerprint).parameters)
+        except (TypeError, ValueError):
+            takes_options = False
+        return self.fingerprint(dict(options or {})) if takes_options else self.fingerprint()
 
     @property
     def option_names(self) -> tuple:

@@ -133,13 +133,15 @@ def generate_kernel(nuclide: str = "Lu-177", voxel_mm: float | Sequence[float] =
                     size: int | Sequence[int] = 51, medium: str | None = None, density_g_cm3: float | None = None,
                     histories: int = 1_000_000, component: str = "total", seed: int = 0, device: str = "auto",
                     electron_size: int | Sequence[int] | None = None, command: str | None = None,
-                    progress: Optional[Callable[[float, str], Any]] = None, cancel: Any = None) -> DoseKernel:
+                    progress: Optional[Callable[[float, str], Any]] = None, cancel: Any = None,
+                    warn_uncertainty: bool = True) -> DoseKernel:
     """Simulate a voxel S-value kernel (Gy per decay) of `nuclide` in a homogeneous medium.
 
     `voxel_mm` one or three (x, y, z) sizes; `size` one or three odd voxel counts. `electron_size`: a smaller grid
     for the electron run of a total kernel (default: the electrons' CSDA reach, at most `size`). The metadata
     record the histories, seed, centre relative uncertainty (batch method; QC warning above 0.5 %), engine and
-    generator versions, absorbed fraction and the command.
+    generator versions, absorbed fraction and the command. `warn_uncertainty=False` skips the QC warning (for
+    runs whose centre voxel is not used, such as the photon tail).
     """
     from VoxelDosimetryLib.montecarlo.engine import ENGINE_NAME, ENGINE_VERSION
     from VoxelDosimetryLib.physics import get_nuclide
@@ -204,7 +206,7 @@ def generate_kernel(nuclide: str = "Lu-177", voxel_mm: float | Sequence[float] =
     absorbed = kernel.energy_per_decay_kev()
     kernel.metadata["absorbed_kev_per_decay"] = absorbed
     kernel.metadata["absorbed_fraction_in_kernel"] = absorbed / emitted_kev if emitted_kev > 0 else 0.0
-    if centre_rel > TARGET_CENTRE_UNCERTAINTY:
+    if warn_uncertainty and centre_rel > TARGET_CENTRE_UNCERTAINTY:
         needed = int(math.ceil(histories * (centre_rel / TARGET_CENTRE_UNCERTAINTY) ** 2))
         qc_warn("kernel_uncertainty_high",
                 f"The kernel's centre voxel has a {100 * centre_rel:.2g} % relative uncertainty (target < "

@@ -140,13 +140,15 @@ def all_entries(extra_folders: Iterable[str | Path] = ()) -> list[KernelEntry]:
 
 def kernel_fingerprint(extra_folders: Iterable[str | Path] = ()) -> str:
     """sha1 of what kernel lookup can see: the shipped index and the names (keyed by all parameters), sizes and
-    modification times of the cached and extra kernel files. Changes whenever a lookup could return another kernel."""
+    modification times of the cached and extra kernel files and of the photon tails. Changes whenever a lookup could return another kernel."""
     import hashlib
 
     digest = hashlib.sha1()
     if SHIPPED_INDEX.is_file():
         digest.update(SHIPPED_INDEX.read_bytes())
-    for path in _user_kernel_files(extra_folders):
+    from VoxelDosimetryLib.kernels.photon_tail import tail_files
+
+    for path in _user_kernel_files(extra_folders) + tail_files():
         stat = path.stat()
         digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()

@@ -356,9 +356,9 @@ def _run(config: PipelineConfig, out: Path, progress: Progress | None, cancel: C
     dose_params = {"method": config.dose.method, "histories": config.dose.histories, "seed": config.dose.seed,
                    "device": config.dose.device, "options": config.dose.options, "nuclide": config.nuclide,
                    "max_negative_fraction": config.max_negative_fraction}
-    fingerprint = get_dose_method(config.dose.method).fingerprint
-    if fingerprint is not None:  # e.g. the kernel files a kernel method can use: new kernels -> new dose
-        dose_params["method_state"] = fingerprint()
+    state = get_dose_method(config.dose.method).state(config.dose.options)
+    if state is not None:  # e.g. the kernel files a kernel method can use: new kernels -> new dose
+        dose_params["method_state"] = state
     uncertain = steps_dose.gives_uncertainty(config.dose)
     paths["dose"] = out / "dose" / "dose.nrrd"
     paths["dose_info"] = out / "dose" / "dose_info.json"
