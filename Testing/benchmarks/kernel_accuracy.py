@@ -120,13 +120,17 @@ def grid_kernel_commands(voxel_mm: tuple, svsv_histories: int = 500_000,
 
 
 def kernels_missing(voxel_mm: tuple, media: list[tuple[str, float]]) -> list[str]:
+    """Media without a kernel made on this very grid (a kernel resampled from a finer shipped one does not count:
+    the tables compare the methods with kernels of the grid's own 120 mm reach)."""
     from VoxelDosimetryLib.kernels.library import KernelNotAvailableError, find_kernel
 
     missing = []
     for medium, density in media:
         try:
-            find_kernel("Lu-177", voxel_mm, medium, density, "total")
+            kernel = find_kernel("Lu-177", voxel_mm, medium, density, "total")
         except KernelNotAvailableError:
+            kernel = None
+        if kernel is None or kernel.metadata.get("resampled_from"):
             missing.append(f"{medium} {density:g} g/cm3")
     return missing
 

@@ -103,6 +103,33 @@ def test_dose_mc_writes_dose_and_uncertainty(tmp_path, capsys):
     assert report["info"]["histories"] == 20000 and report["info"]["method"] == "mc"
 
 
+def test_dose_grid_option_and_uncertainty_goal(tmp_path, capsys):
+    """--grid activity computes on the source's (coarser) grid with the CT averaged onto it; --uncertainty-goal
+    stops the MC early and the stderr summary says so."""
+    ct = write_volume(Volume(np.zeros((12, 12, 12), np.int16), spacing=(2, 2, 2), quantity="ct"), tmp_path / "ct.nrrd")
+    activity = np.zeros((6, 6, 6))
+    activity[2:4, 2:4, 2:4] = 1e6
+    src = write_volume(Volume(activity, spacing=(4, 4, 4), origin=(1, 1, 1), quantity="activity_concentration"),
+                       tmp_path / "a.nrrd")
+    assert main(["dose", "--activity", str(src), "--ct", str(ct), "--grid", "activity", "--method", "mc",
+                 "--uncertainty-goal", "0.05", "--device", "cpu", "--out", str(tmp_path / "d.nrrd")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    err = capsys.readouterr().err
+    dose = read_volume(tmp_path / "d.nrrd")
+    assert dose.shape == (6, 6, 6) and dose.spacing == (4.0, 4.0, 4.0)
+    assert report["info"]["stop_reason"] == "uncertainty_goal"
+    assert report["info"]["goal_median_relative_uncertainty"] <= 0.05
+    assert report["info"]["value_policy"]["p90_relative_uncertainty"] >= \
+        report["info"]["value_policy"]["median_relative_uncertainty"]
+    assert main(["dose", "--activity", str(src), "--ct", str(ct), "--grid", str(src), "--method", "led",
+                 "--out", str(tmp_path / "d2.nrrd")]) == 0
+    capsys.readouterr()
+    assert read_volume(tmp_path / "d2.nrrd").shape == (6, 6, 6)
+    assert main(["dose", "--activity", str(src), "--ct", str(ct), "--grid", "spect", "--method", "led",
+                 "--out", str(tmp_path / "d3.nrrd")]) == 1
+    assert "--grid takes ct, activity or an image file" in capsys.readouterr().err
+
+
 def test_a_relative_source_map_must_not_declare_another_quantity(tmp_path, capsys):
     ct = Volume(np.zeros((6, 6, 6), np.float32), spacing=(4, 4, 4), quantity="ct", unit="HU")
     write_volume(ct, tmp_path / "ct.nrrd")

@@ -13,12 +13,18 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser = sub.add_parser(
         "dose", help="dose or dose rate from a TIA or activity map and a CT",
         description="Compute absorbed dose (Gy) from a time-integrated activity map, or dose rate (Gy/s) from an "
-                    f"activity map, on the CT grid. Methods: {methods}. A source on another grid is resampled "
-                    "onto the CT grid conserving activity.")
+                    f"activity map, on the CT grid (or --grid). Methods: {methods}. A source on another grid is "
+                    "resampled onto the dose grid conserving activity. Stochastic methods end with an uncertainty "
+                    "summary on stderr.")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--activity", help="activity concentration image (Bq/mL) -> dose rate (Gy/s)")
     source.add_argument("--tia", help="time-integrated activity image (Bq*s/mL) -> dose (Gy)")
-    parser.add_argument("--ct", required=True, help="CT image in HU (defines the dose grid)")
+    parser.add_argument("--ct", required=True, help="CT image in HU (defines the dose grid unless --grid says "
+                                                    "otherwise)")
+    parser.add_argument("--grid", default="ct", metavar="ct|activity|FILE",
+                        help="the dose grid: the CT's (default), the activity/TIA map's (the CT is averaged onto it: "
+                             "far fewer voxels for Monte Carlo, e.g. a SPECT grid), or that of an image FILE "
+                             "(both moved onto it; activity conserved)")
     parser.add_argument("--nuclide", default="Lu-177", help="radionuclide (default Lu-177)")
     parser.add_argument("--method", required=True, help="dose method name (see above)")
     parser.add_argument("--out", required=True, help="output dose image")
@@ -225,9 +231,15 @@ def run(args: argparse.Namespace) -> int:
             f"{path} {holds}, but {option} needs {wanted.replace('_', ' ')} "
             f"({'Bq/mL' if args.activity else 'Bq*s/mL'}). {_source_fix(path, option, wanted, found)}.",
             expected=exc.expected, found=exc.found) from None
-    difference = source.grid.mismatch(ct.grid)
+    grid = _dose_grid(args.grid, ct, source)
+    if ct.grid.mismatch(grid) is not None:
+        from VoxelDosimetryLib.physics.voxel_mass import ct_on_grid
+
+        _progress(0.0, f"averaging the CT onto the dose grid {grid.shape} at {_mm(grid.spacing)} mm")
+        ct = ct_on_grid(ct, grid)
+    difference = source.grid.mismatch(grid)
     if difference is not None:
-        _progress(0.0, f"resampling the source onto the CT grid ({difference})")
+        _progress(0.0, f"resampling the source onto the dose grid ({difference})")
         source = resample_to(source, ct, mode="activity")
     request = DoseRequest(source, ct, nuclide=args.nuclide, device=args.device, seed=args.seed,
                           histories=args.histories,
@@ -239,4 +251,43 @@ def run(args: argparse.Namespace) -> int:
         written["uncertainty"] = str(write_volume(result.uncertainty, args.uncertainty))
     print(json.dumps({"method": method.name, "options": options, "outputs": written, "info": result.info,
                       "dose": result.dose.summary()}, indent=2, default=str))
+    _say_uncertainty(result.info)
     return 0
+
+
+def _mm(spacing) -> str:
+    return " x ".join(f"{v:g}" for v in spacing)
+
+
+def _dose_grid(choice: str, ct, source):
+    """The Grid of --grid: 'ct', 'activity' (the source's) or an image file's."""
+    from VoxelDosimetryLib.errors import InputFormatError
+    from VoxelDosimetryLib.io import read_volume
+
+    if choice == "ct":
+        return ct.grid
+    if choice == "activity":
+        return source.grid
+    from pathlib import Path
+
+    if not Path(choice).is_file():
+        raise InputFormatError(f"--grid takes ct, activity or an image file whose grid to use; {choice!r} is none "
+                               "of these (no such file).")
+    return read_volume(choice).grid
+
+
+def _say_uncertainty(info: dict) -> None:
+    """One stderr line with the statistical uncertainty of a stochastic method's dose (value policy summary) and,
+    for a run with a stop rule, why it stopped."""
+    from VoxelDosimetryLib.cli.common import say
+
+    policy = info.get("value_policy") or {}
+    median = policy.get("median_relative_uncertainty")
+    if median is None:
+        return
+    text = (f"uncertainty: median {100 * median:.2g} %, 90th percentile "
+            f"{100 * policy.get('p90_relative_uncertainty', float('nan')):.2g} % over the "
+            f"{policy.get('uncertainty_voxels')} voxels above 10 % of the maximum dose")
+    if info.get("stop_reason"):
+        text += f"; {info.get('histories')} decays, stopped by {info['stop_reason'].replace('_', ' ')}"
+    say("dose", text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from VoxelDosimetryLib.dose.registry import DoseMethod, DoseOption, DoseRequest, DoseResult, register_dose_method
 
 DEFAULT_HISTORIES = 1_000_000
+ADAPTIVE_HISTORIES_CAP = 1_000_000_000  # with a goal or time limit and no --histories: the stop rule decides
 
 TRACK_LENGTH_OPTION = DoseOption(
     "track_length_photons", "bool", False,
@@ -12,20 +13,45 @@ TRACK_LENGTH_OPTION = DoseOption(
          "noise far from the source for the same histories (docs/MONTE_CARLO.md)")
 
 
-def monte_carlo_dose(request: DoseRequest) -> DoseResult:
-    """Simulate `request.histories` decays distributed like the source in the CT's Schneider media."""
-    from VoxelDosimetryLib.montecarlo.engine import run_monte_carlo
+UNCERTAINTY_GOAL_OPTION = DoseOption(
+    "uncertainty_goal", "float", None, minimum=1e-4, maximum=0.99,
+    help="stop when the median relative uncertainty of the body voxels at >= 10 % of the body's maximum dose "
+         "reaches this (0.02 = 2 %); --histories is then the cap (default 1e9)")
+TIME_LIMIT_OPTION = DoseOption(
+    "time_limit_s", "float", None, unit="s", minimum=1e-3,
+    help="stop after this many seconds of transport (at least 10 batches); --histories is then the cap")
 
-    track_length = TRACK_LENGTH_OPTION.convert(request.options.get("track_length_photons", False),
+
+def monte_carlo_dose(request: DoseRequest) -> DoseResult:
+    """Simulate `request.histories` decays distributed like the source in the CT's Schneider media, or fewer when
+    the uncertainty goal or time limit is reached first (montecarlo/stopping.py)."""
+    from VoxelDosimetryLib.montecarlo.engine import run_monte_carlo
+    from VoxelDosimetryLib.montecarlo.stopping import StopRule
+
+    options = request.options
+    track_length = TRACK_LENGTH_OPTION.convert(options.get("track_length_photons", False),
                                                "options.track_length_photons")
-    result = run_monte_carlo(request.source, request.ct, nuclide=request.nuclide,
-                             histories=request.histories or DEFAULT_HISTORIES, device=request.device,
-                             seed=request.seed, progress=request.progress, cancel=request.cancel,
-                             track_length_photons=track_length)
+    stop = StopRule(options.get("uncertainty_goal"), options.get("time_limit_s"))
+    histories = request.histories or (ADAPTIVE_HISTORIES_CAP if stop.adaptive else DEFAULT_HISTORIES)
+    if stop.uncertainty_goal is not None:
+        stop.goal_mask = _body_tissue(request)
+    result = run_monte_carlo(request.source, request.ct, nuclide=request.nuclide, histories=histories,
+                             device=request.device, seed=request.seed, progress=request.progress,
+                             cancel=request.cancel, track_length_photons=track_length, stop=stop)
     return DoseResult(result.dose, result.uncertainty, info={"method": "mc", **result.stats})
 
 
+def _body_tissue(request: DoseRequest):
+    """The body mask without its air (density < 0.1 g/cm3): where the uncertainty goal is judged, so activity in
+    air or gas cannot set the maximum."""
+    from VoxelDosimetryLib.dose.value_policy import AIR_DENSITY_G_CM3
+    from VoxelDosimetryLib.physics.body_mask import body_mask
+
+    return body_mask(request.ct) & (request.density_volume().array >= AIR_DENSITY_G_CM3)
+
+
 register_dose_method(DoseMethod("mc", "Monte Carlo: photon and condensed-history electron transport in the CT's "
-                                      "Schneider media (--histories decays, --device, --seed)",
+                                      "Schneider media (--histories decays, or an uncertainty goal or time limit; "
+                                      "--device, --seed)",
                                 monte_carlo_dose, stochastic=True, provides_uncertainty=True,
-                                options=(TRACK_LENGTH_OPTION,)))
+                                options=(TRACK_LENGTH_OPTION, UNCERTAINTY_GOAL_OPTION, TIME_LIMIT_OPTION)))

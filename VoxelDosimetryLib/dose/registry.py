@@ -263,8 +263,8 @@ class DoseMethod:
         problems = []
         resolved = {}
         for option in self.options:
-            if option.name not in options:
-                resolved[option.name] = option.default
+            if option.name not in options or (options[option.name] is None and option.default is None):
+                resolved[option.name] = option.default  # None for an option without a default: not set
                 continue
             label = option.flag if where == "--" else f"{where}.{option.name}"
             try:

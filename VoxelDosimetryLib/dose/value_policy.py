@@ -107,9 +107,21 @@ def check_result(result, request, record: PolicyRecord, method: str):
     info = dict(result.info)
     info["value_policy"] = {**record.to_info(), "roundoff_negatives_zeroed": roundoff}
     if uncertainty is not None:
+        info["value_policy"].update(uncertainty_summary(dose, uncertainty))
         info["value_policy"]["median_relative_uncertainty"] = check_statistical_uncertainty(dose, uncertainty,
                                                                                             method)
     return replace(result, dose=dose, uncertainty=uncertainty, info=info)
+
+
+def uncertainty_summary(dose: Volume, uncertainty: Volume) -> dict:
+    """Median and 90th percentile of the relative uncertainty over the voxels above 10 % of the maximum dose,
+    and their count (empty when there is no dose)."""
+    values = dose.array
+    peak = float(values.max()) if values.size else 0.0
+    if not peak > 0:
+        return {}
+    relevant = uncertainty.array[values > HIGH_DOSE_FRACTION * peak]
+    return {"p90_relative_uncertainty": float(np.percentile(relevant, 90)), "uncertainty_voxels": int(relevant.size)}
 
 
 def check_statistical_uncertainty(dose: Volume, uncertainty: Volume, method: str) -> float | None:

@@ -27,6 +27,7 @@ import numpy as np
 from VoxelDosimetryLib.errors import GridMismatchError, InputFormatError, UnitError, VoxelDosimetryError
 from VoxelDosimetryLib.montecarlo.geometry import VoxelPhantom
 from VoxelDosimetryLib.montecarlo.source import DecaySource
+from VoxelDosimetryLib.montecarlo.stopping import CHECK_FRACTION, CHECK_INTERVAL_S, MIN_BATCHES, StopRule
 from VoxelDosimetryLib.montecarlo.transport_electron import electron_tables_for_media, transport_electrons
 from VoxelDosimetryLib.montecarlo.transport_photon import (
     photon_majorant,
@@ -131,7 +132,10 @@ class MonteCarloEngine:
     # ------------------------------------------------------------------------------------------------ run
     def run(self, activity: Volume | np.ndarray, histories: int = 1_000_000, seed: int = 0, n_batches: int = 10,
             batch_size: int = 200_000, progress: Optional[Callable[[float, str], Any]] = None, cancel: Any = None,
-            track_length_photons: bool = False) -> MonteCarloResult:
+            track_length_photons: bool = False, stop: Optional[StopRule] = None) -> MonteCarloResult:
+        """Simulate up to `histories` decays. `stop` (montecarlo/stopping.py) ends the run earlier at an
+        uncertainty goal or a time limit; then batches are `batch_size` decays (fewer when needed for 10 batches
+        within `histories`) and `n_batches` is ignored."""
         import torch
 
         phantom = self.phantom
@@ -167,7 +171,14 @@ class MonteCarloEngine:
         s1 = torch.zeros(n_vox, dtype=torch.float64, device=dev)
         s2 = torch.zeros(n_vox, dtype=torch.float64, device=dev)
         tally = torch.zeros(n_vox, dtype=torch.float64, device=dev)
-        per_batch = [histories // n_batches + (1 if b < histories % n_batches else 0) for b in range(n_batches)]
+        stop = stop or StopRule()
+        if stop.adaptive:
+            adaptive_batch = StopRule.batch_decays(histories, batch_size, self.tphantom.n_voxels)
+            per_batch = [adaptive_batch] * (histories // adaptive_batch)
+            goal_index = stop.goal_index(phantom.shape, dev)
+        else:
+            per_batch = [histories // n_batches + (1 if b < histories % n_batches else 0) for b in range(n_batches)]
+        stop_reason, sigma, next_check = "histories", None, 0.0
         do_e = "electron" in self.components
         do_p = "photon" in self.components
         totals = {"emitted_mev": 0.0, "emitted_electron_mev": 0.0, "emitted_photon_mev": 0.0, "escaped_mev": 0.0,
@@ -210,10 +221,23 @@ class MonteCarloEngine:
                     totals["photon_interactions"] += pr.interactions
                 done += n
                 if progress is not None:
-                    progress(done / histories, f"batch {b + 1}/{n_batches}: {done}/{histories} decays")
+                    progress(*_progress(done, histories, b, len(per_batch), stop, sigma, time.perf_counter() - t0))
             s1 += tally
             s2 += (tally / nb) ** 2
+            if stop.adaptive and b + 1 >= MIN_BATCHES:
+                now = time.perf_counter() - t0
+                fresh = None
+                if stop.uncertainty_goal is not None and (now >= next_check or b + 1 == len(per_batch)):
+                    sigma = fresh = stop.median_sigma(s1, s2, b + 1, done, goal_index)
+                    next_check = now + max(CHECK_INTERVAL_S, CHECK_FRACTION * now)
+                reason = stop.reason_to_stop(fresh, now, b + 1)
+                if reason is not None:
+                    stop_reason = reason
+                    break
+        if stop.adaptive and (sigma is None or stop_reason != "uncertainty_goal"):
+            sigma = stop.median_sigma(s1, s2, b + 1, done, goal_index)  # the σ reached, for the record
         elapsed = time.perf_counter() - t0
+        histories, n_batches = done, b + 1  # what was simulated (fewer than the cap when a stop rule ended it)
         totals["emitted_mev"] = totals["emitted_electron_mev"] + totals["emitted_photon_mev"]
         totals["escaped_mev"] = totals["escaped_electron_mev"] + totals["escaped_photon_mev"]
         edep = s1
@@ -267,16 +291,36 @@ class MonteCarloEngine:
             "photons_transported": totals["photons"], "photon_interactions": totals["photon_interactions"],
             "setup_time_s": self.setup_time_s, "time_s": elapsed, "electron_time_s": t_e, "photon_time_s": t_p,
             "decays_per_s": histories / elapsed if elapsed > 0 else float("inf"),
+            "stop_reason": stop_reason, "uncertainty_goal": stop.uncertainty_goal, "time_limit_s": stop.time_limit_s,
+            "goal_median_relative_uncertainty": sigma,
         })
         return MonteCarloResult(edep=edep_vol, dose_per_decay=dpd_vol, dose=dose_vol, uncertainty=unc_vol, stats=stats)
+
+
+def _progress(done: int, cap: int, batch: int, batches: int, stop: StopRule, sigma: Optional[float],
+              elapsed_s: float) -> tuple[float, str]:
+    """Progress fraction and message: decays against the cap, and with a stop rule the time or σ reached."""
+    if not stop.adaptive:
+        return done / cap, f"batch {batch + 1}/{batches}: {done}/{cap} decays"
+    fraction = done / cap
+    text = f"{done} decays"
+    if stop.time_limit_s is not None:
+        fraction = max(fraction, elapsed_s / stop.time_limit_s)
+        text += f", {elapsed_s:.0f}/{stop.time_limit_s:g} s"
+    if sigma is not None and stop.uncertainty_goal is not None and sigma > 0:
+        fraction = max(fraction, (stop.uncertainty_goal / sigma) ** 2)  # σ falls as 1/sqrt(decays)
+        text += f", median sigma {100 * sigma:.2g} % (goal {100 * stop.uncertainty_goal:g} %)"
+    return min(fraction, 1.0), text
 
 
 def run_monte_carlo(activity: Volume, ct: Any, nuclide: str = "Lu-177", histories: int = 1_000_000,
                     device: str = "auto", seed: int = 0, batch_size: int = 200_000, n_batches: int = 10,
                     progress: Optional[Callable[[float, str], Any]] = None, cancel: Any = None,
                     track_length_photons: bool = False, cut_mev: float = 0.01, media_table: Any = None,
-                    components: Sequence[str] = ("electron", "photon")) -> MonteCarloResult:
-    """Simulate `histories` decays of `nuclide` distributed like `activity` in the CT (HU) phantom.
+                    components: Sequence[str] = ("electron", "photon"),
+                    stop: Optional[StopRule] = None) -> MonteCarloResult:
+    """Simulate `histories` decays of `nuclide` distributed like `activity` in the CT (HU) phantom (fewer when
+    `stop`, montecarlo/stopping.py, reaches its uncertainty goal or time limit first).
 
     Raises GridMismatchError when the activity and CT grids differ, InputFormatError for negative/NaN/all-zero
     activity, UnknownNuclideError for an unknown nuclide. Inputs are never modified.
@@ -293,4 +337,4 @@ def run_monte_carlo(activity: Volume, ct: Any, nuclide: str = "Lu-177", historie
     engine = MonteCarloEngine(ct, nuclide=nuclide, device=device, cut_mev=cut_mev, media_table=media_table,
                               components=components)
     return engine.run(activity, histories=histories, seed=seed, n_batches=n_batches, batch_size=batch_size,
-                      progress=progress, cancel=cancel, track_length_photons=track_length_photons)
+                      progress=progress, cancel=cancel, track_length_photons=track_length_photons, stop=stop)
