@@ -252,7 +252,8 @@ def dose_method_rows(shapes, device, repeats: int) -> list[dict]:
                                                      options=method.resolve_options({})))
             core, _ = time_it(lambda: method.compute(checked), repeats)  # the method alone, no value policy
             row = {"size": list(shape), "spacing_mm": list(spacing), "method": name, "seconds": round(median, 4),
-                   "method_seconds": round(core, 4), "runs": [round(t, 4) for t in runs]}
+                   "method_seconds": round(core, 4), "runs": [round(t, 4) for t in runs],
+                   "photon_tail_blocks": (result.info.get("photon_tail") or {}).get("coarse_blocks_zyx")}
             fft = result.info.get("fft")
             if fft:
                 grid = tuple(fft["padded_shape"])

@@ -264,3 +264,25 @@ def test_mvsv_adds_the_tail_in_tissue_bins_only():
     assert np.all(np.abs(diff[(r < 55) & ~air]) <= 1e-5 * near.max())  # unchanged inside the window
     assert diff[(r > 125) & ~air].mean() > 0.05 * far.dose.array[(r > 125) & ~air].mean()  # the cube's corners 
     # hold only part of what the radial tail adds beyond 120 mm
+
+
+def test_node_deposit_and_interpolation_are_transposes_and_keep_the_sum():
+    """<deposit(x), y> = <x, interpolate(y)> (an exact adjoint pair), the deposit keeps the total and, away from
+    the edges, interpolation reproduces a linear field exactly."""
+    import torch
+
+    from VoxelDosimetryLib.dose.photon_tail import _from_nodes, _to_nodes
+
+    rng = np.random.default_rng(3)
+    shape, f = (7, 13, 10), (1, 4, 3)
+    x = torch.from_numpy(rng.random(shape).astype(np.float32))
+    nodes = _to_nodes(x, f)
+    assert tuple(nodes.shape) == (7, 6, 6)  # blocks + one node beyond each end where f > 1
+    assert float(nodes.sum()) == pytest.approx(float(x.sum()), rel=1e-6)
+    y = torch.from_numpy(rng.random(tuple(nodes.shape)).astype(np.float32))
+    assert float((nodes * y).sum()) == pytest.approx(float((x * _from_nodes(y, f, shape)).sum()), rel=1e-5)
+    # a field linear in y on the node positions (block centres) comes back linear on the voxel centres
+    centres_y = (np.arange(-1, 5) + 0.5) * 4 - 0.5  # node positions in voxel units
+    field = torch.from_numpy(np.broadcast_to((2.0 + 0.5 * centres_y)[None, :, None], (7, 6, 6)).astype(np.float32))
+    back = _from_nodes(field, f, shape).numpy()
+    np.testing.assert_allclose(back[:, :, 3], np.broadcast_to(2.0 + 0.5 * np.arange(13), (7, 13)), rtol=1e-6)

@@ -66,54 +66,57 @@ def near_kernel(values_zyx: np.ndarray, spacing_xyz: Sequence[float], window: Ta
     return (np.asarray(values_zyx, dtype=np.float64) * (1.0 - window.weight(r))).astype(np.float32)
 
 
-def _linear_nodes(n: int, f: int):
-    """Per fine voxel along one axis: the lower coarse node (index into nodes -1..n_c, shifted by +1) and the
-    weight of the upper one, for blocks of f voxels with nodes at block centres."""
-    u = (np.arange(n) + 0.5) / f - 0.5
-    lower = np.floor(u)
-    return (lower + 1).astype(np.int64), u - lower
+def _block_weights(f: int):
+    """(f, 3) weights of the voxels of a block of f on the nodes (previous, own, next block centre): linear in
+    the voxel centre's offset t = (o + 1/2) / f − 1/2 from its block centre."""
+    import torch
+
+    t = (torch.arange(f, dtype=torch.float64) + 0.5) / f - 0.5
+    return torch.stack([torch.clamp(-t, min=0), 1 - t.abs(), torch.clamp(t, min=0)], dim=1).float()
 
 
 def _to_nodes(x, f: Sequence[int]):
     """Deposit fine values on the coarse nodes with linear weights per axis (the adjoint of linear interpolation,
-    so a source keeps its position to first order); nodes cover -1..n_c on every axis."""
+    so a source keeps its position to first order). Along an axis with f > 1 the nodes are the block centres
+    plus one beyond each end; an axis with f = 1 keeps its voxels."""
     import torch
 
     for axis, k in enumerate(f):
-        n = x.shape[axis]
-        nodes = -(-n // k) + 2
-        lower, w = _linear_nodes(n, k)
-        shape = [1, 1, 1]
-        shape[axis] = n
-        weight = torch.from_numpy(w.reshape(shape)).to(x.dtype)
-        out_shape = list(x.shape)
-        out_shape[axis] = nodes
-        out = torch.zeros(out_shape, dtype=x.dtype)
-        index = torch.from_numpy(lower)
-        out.index_add_(axis, index, x * (1 - weight))
-        out.index_add_(axis, index + 1, x * weight)
-        x = out
+        if k == 1:
+            continue
+        x = x.movedim(axis, -1)
+        n = x.shape[-1]
+        blocks = -(-n // k)
+        x = torch.nn.functional.pad(x, (0, blocks * k - n))
+        parts = x.reshape(*x.shape[:-1], blocks, k) @ _block_weights(k)  # (..., blocks, 3)
+        nodes = torch.zeros(*x.shape[:-1], blocks + 2, dtype=x.dtype)
+        nodes[..., 0:blocks] += parts[..., 0]
+        nodes[..., 1:blocks + 1] += parts[..., 1]
+        nodes[..., 2:blocks + 2] += parts[..., 2]
+        x = nodes.movedim(-1, axis)
     return x
 
 
 def _from_nodes(x, f: Sequence[int], shape: Sequence[int]):
-    """Linear interpolation from the coarse nodes back to the fine voxels, axis by axis."""
+    """Linear interpolation from the coarse nodes back to the fine voxels, axis by axis (the transpose of
+    _to_nodes)."""
     import torch
 
     for axis, (k, n) in enumerate(zip(f, shape)):
-        lower, w = _linear_nodes(n, k)
-        view = [1, 1, 1]
-        view[axis] = n
-        weight = torch.from_numpy(w.reshape(view)).to(x.dtype)
-        index = torch.from_numpy(lower)
-        x = x.index_select(axis, index) * (1 - weight) + x.index_select(axis, index + 1) * weight
+        if k == 1:
+            continue
+        x = x.movedim(axis, -1)
+        blocks = x.shape[-1] - 2
+        around = torch.stack([x[..., 0:blocks], x[..., 1:blocks + 1], x[..., 2:blocks + 2]], dim=-1)
+        fine = around @ _block_weights(k).T  # (..., blocks, k)
+        x = fine.reshape(*fine.shape[:-2], blocks * k)[..., :n].movedim(-1, axis)
     return x
 
 
 def tail_dose(decays_zyx: np.ndarray, spacing_xyz: Sequence[float], tail, window: TailWindow,
               engine, reach_mm: float | None = None) -> np.ndarray:
     """Σ_j Ã_j · D_tail(|i − j|) · w(|i − j|) for |i − j| <= reach_mm (default: the tail's whole reach) on the dose
-    grid (float64, Gy or Gy/s), computed on coarse nodes.
+    grid (float32, Gy or Gy/s: a small part of the dose), computed on coarse nodes.
 
     decays_zyx: decays (Bq or Bq·s) per voxel; tail: kernels/photon_tail.PhotonTail; engine: the FFT convolver.
     The decays are spread onto nodes at the block centres with linear weights and the nodal doses interpolated
@@ -123,7 +126,7 @@ def tail_dose(decays_zyx: np.ndarray, spacing_xyz: Sequence[float], tail, window
 
     shape = tuple(np.asarray(decays_zyx).shape)
     f = window.block_factors(spacing_xyz)
-    nodes = _to_nodes(torch.as_tensor(np.asarray(decays_zyx), dtype=torch.float64), f)
+    nodes = _to_nodes(torch.as_tensor(np.asarray(decays_zyx), dtype=torch.float32), f)
     step_zyx = tuple(k * s for k, s in zip(f, tuple(spacing_xyz)[::-1]))
     reach = tail.reach_mm if reach_mm is None else min(float(reach_mm), tail.reach_mm)
     half = tuple(min(n - 1, int(math.ceil(reach / s))) for n, s in zip(nodes.shape, step_zyx))
@@ -131,5 +134,5 @@ def tail_dose(decays_zyx: np.ndarray, spacing_xyz: Sequence[float], tail, window
     kernel = np.where(r <= reach, tail.dose_at(r) * window.weight(r), 0.0).astype(np.float32)
     if not np.any(kernel > 0):
         return np.zeros(shape)
-    nodal = engine.convolve(nodes.numpy().astype(np.float32), kernel)
-    return _from_nodes(torch.from_numpy(nodal), f, shape).numpy()
+    nodal = engine.convolve(nodes.contiguous().numpy(), kernel, out_dtype="float32")
+    return _from_nodes(torch.from_numpy(nodal), f, shape).contiguous().numpy()
