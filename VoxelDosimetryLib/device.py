@@ -1,6 +1,9 @@
 """Compute-device selection shared by every torch component: "auto", "cpu", "cuda" or "cuda:N"."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 from VoxelDosimetryLib.errors import VoxelDosimetryError
 
 
@@ -40,3 +43,22 @@ def describe_devices() -> dict:
             info["cuda_devices"].append({"index": i, "name": props.name,
                                          "memory_gib": round(props.total_memory / 2**30, 1)})
     return info
+
+
+@contextmanager
+def torch_threads(threads: int | None, device=None) -> Iterator[None]:
+    """Run the block with `threads` torch intra-op threads on the CPU (None or a CUDA device: unchanged), then
+    restore the previous count. The setting is process-wide, so it is restored even when the block fails."""
+    import torch
+
+    if threads is None or (device is not None and getattr(device, "type", str(device)) != "cpu"):
+        yield
+        return
+    if int(threads) < 1:
+        raise VoxelDosimetryError(f"The thread count must be >= 1; got {threads}.")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

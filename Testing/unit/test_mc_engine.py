@@ -155,3 +155,27 @@ def test_narrow_beam_photon_attenuation():
     p = math.exp(-float(xs.interpolate(0, e0, "total")) * 1.0 * 10.0)
     assert abs(uncollided / n - p) < 3 * math.sqrt(p * (1 - p) / n)
     assert res.escaped_energy_mev + res.deposited_energy_mev == pytest.approx(n * e0, rel=1e-6)
+
+
+def test_cpu_runs_use_one_thread_and_restore_the_callers_setting(slab_engine, monkeypatch):
+    """The transport runs with CPU_THREADS torch threads (one: faster here, and two processes no longer collapse)
+    and gives the caller's thread count back, also when the run fails."""
+    from VoxelDosimetryLib.device import torch_threads
+    import VoxelDosimetryLib.montecarlo.engine as engine_module
+
+    before = torch.get_num_threads()
+    seen = []
+    original = engine_module.transport_photons
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(engine_module, "transport_photons", spy)
+    slab_engine.run(_slab_activity(slab_engine.phantom.shape), histories=200, seed=1, batch_size=100)
+    assert seen and set(seen) == {engine_module.CPU_THREADS} and torch.get_num_threads() == before
+    with pytest.raises(InputFormatError):
+        slab_engine.run(_slab_activity(slab_engine.phantom.shape), histories=5, n_batches=10)
+    assert torch.get_num_threads() == before
+    with torch_threads(None):
+        assert torch.get_num_threads() == before

@@ -41,9 +41,10 @@ def test_time_limit_must_be_positive(limit):
 
 def test_batches_fit_ten_times_in_the_cap():
     assert StopRule.batch_decays(1_000, 200_000) == 100
-    assert StopRule.batch_decays(10**9, 200_000) == 10_000
+    assert StopRule.batch_decays(10**9, 200_000) == 50_000
     assert StopRule.batch_decays(10**9, 200_000, 79_000_000) == 200_000  # a CT grid: >= 1 % of the voxels
-    assert StopRule.batch_decays(10**9, 200_000, 2_000_000) == 20_000
+    assert StopRule.batch_decays(10**9, 200_000, 2_000_000) == 50_000
+    assert StopRule.batch_decays(10**9, 200_000, 12_000_000) == 120_000
     with pytest.raises(InputFormatError, match="10 batches"):
         StopRule.batch_decays(5, 100)
 

@@ -83,17 +83,26 @@ def _check_cancel(cancel: Any) -> None:
         raise MonteCarloCancelled("The Monte Carlo run was cancelled.")
 
 
+# Torch threads for the transport on a CPU. The transport is many small tensor operations: on the 2-core machine
+# one thread ran patient15 at 4.8e4 decays/s, two threads at 4.4-4.6e4, and two processes with two threads each
+# collapsed to 0.75e4 each (OpenMP threads spinning against each other), while two one-thread processes ran at
+# 4.8-5.6e4 each (docs/BENCHMARKS.md). None keeps the caller's setting.
+CPU_THREADS = 1
+
+
 class MonteCarloEngine:
     """A phantom + nuclide + device with the interaction tables built once; `run(activity, ...)` simulates.
 
     `ct` is a CT Volume (HU), a density Volume (g/cm3) or a ready VoxelPhantom. `components` selects what is
     transported: ("electron", "photon") by default; leaving one out drops those particles entirely (their
     energy counts neither as emitted nor deposited), e.g. for electron-only kernels or speed measurements.
+    `cpu_threads`: torch threads during a CPU run (default 1, see CPU_THREADS; None: leave the setting alone).
     """
 
     def __init__(self, ct: Any, nuclide: str = "Lu-177", device: str = "auto", cut_mev: float = 0.01,
                  media_table: Any = None, components: Sequence[str] = ("electron", "photon"),
-                 electron_range_fraction: float = 0.2, electron_voxel_fraction: float = 0.5) -> None:
+                 electron_range_fraction: float = 0.2, electron_voxel_fraction: float = 0.5,
+                 cpu_threads: Optional[int] = CPU_THREADS) -> None:
         from VoxelDosimetryLib.device import resolve_device
         from VoxelDosimetryLib.montecarlo.photon_data import PhotonCrossSections
         from VoxelDosimetryLib.physics import get_nuclide
@@ -120,6 +129,7 @@ class MonteCarloEngine:
         self.cut_mev = float(cut_mev)
         self.range_fraction = float(electron_range_fraction)
         self.voxel_fraction = float(electron_voxel_fraction)
+        self.cpu_threads = cpu_threads
         t0 = time.perf_counter()
         media = list(self.phantom.media)
         self.photon_xs = PhotonCrossSections.build(media)
@@ -134,8 +144,16 @@ class MonteCarloEngine:
             batch_size: int = 200_000, progress: Optional[Callable[[float, str], Any]] = None, cancel: Any = None,
             track_length_photons: bool = False, stop: Optional[StopRule] = None) -> MonteCarloResult:
         """Simulate up to `histories` decays. `stop` (montecarlo/stopping.py) ends the run earlier at an
-        uncertainty goal or a time limit; then batches are `batch_size` decays (fewer when needed for 10 batches
-        within `histories`) and `n_batches` is ignored."""
+        uncertainty goal or a time limit; then batches are equal (see stopping.py) and `n_batches` is ignored.
+        On the CPU the transport runs with `self.cpu_threads` torch threads (restored afterwards)."""
+        from VoxelDosimetryLib.device import torch_threads
+
+        with torch_threads(self.cpu_threads, self.device):
+            return self._run(activity, histories, seed, n_batches, batch_size, progress, cancel,
+                             track_length_photons, stop)
+
+    def _run(self, activity, histories, seed, n_batches, batch_size, progress, cancel, track_length_photons,
+             stop) -> MonteCarloResult:
         import torch
 
         phantom = self.phantom

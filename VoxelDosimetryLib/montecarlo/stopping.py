@@ -3,7 +3,7 @@
 
 The uncertainty is the batch estimate (engine.py): B equal batches of b decays, d_b the energy per decay of
 batch b in a voxel, σ²(mean) = (mean(d_b²) − mean(d_b)²) / (B − 1). With a goal or a time limit the run is cut
-into equal batches (10 000 decays or 1 % of the voxel count, at most the chunk, at least 10 within the decay cap)
+into equal batches (50 000 decays or 1 % of the voxel count, at most the chunk, at least 10 within the decay cap)
 and, from the 10th batch on, checked after a batch once a second or 5 % of the run time has passed:
 
 - the goal counts the voxels of `goal_mask` (by default the body tissue: the dose method passes body mask ∩
@@ -23,7 +23,7 @@ import numpy as np
 from VoxelDosimetryLib.errors import InputFormatError
 
 MIN_BATCHES = 10
-MIN_BATCH_DECAYS = 10_000
+MIN_BATCH_DECAYS = 50_000  # smaller transport chunks run slower (per-step overhead, docs/BENCHMARKS.md)
 # σ is estimated after a batch once CHECK_INTERVAL_S or CHECK_FRACTION of the run time has passed since the last
 # estimate (a median over the goal voxels costs about as much as a small batch), and always after the last batch
 CHECK_INTERVAL_S = 1.0
