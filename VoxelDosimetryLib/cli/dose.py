@@ -206,10 +206,14 @@ def run(args: argparse.Namespace) -> int:
         stochastic = ", ".join(m.name for m in available_dose_methods() if m.stochastic) or "none is registered"
         raise InputFormatError(f"--histories applies to stochastic methods ({stochastic}); {method.name} is "
                                "deterministic: drop --histories.")
+    from VoxelDosimetryLib.montecarlo.sharding import is_main_process
+
     options = method_options(args, method, available_dose_methods())
-    prepare_outputs({"--out": args.out, "--uncertainty": args.uncertainty}, [args.activity, args.tia, args.ct],
-                    {"--out": VOLUME_EXTENSIONS, "--uncertainty": VOLUME_EXTENSIONS})
-    _progress = progress_printer("dose")
+    main_process = is_main_process()  # under torchrun only rank 0 writes and prints (montecarlo/sharding.py)
+    if main_process:
+        prepare_outputs({"--out": args.out, "--uncertainty": args.uncertainty}, [args.activity, args.tia, args.ct],
+                        {"--out": VOLUME_EXTENSIONS, "--uncertainty": VOLUME_EXTENSIONS})
+    _progress = progress_printer("dose") if main_process else (lambda fraction, message: None)
     ct = _read_ct(args.ct, args.ct_offset_hu)
     try:
         if args.activity:
@@ -246,6 +250,8 @@ def run(args: argparse.Namespace) -> int:
                           options=options,
                           max_negative_fraction=args.max_negative_fraction, progress=_progress)
     result = compute_dose(method.name, request)
+    if not main_process:
+        return 0
     written = {"dose": str(write_volume(result.dose, args.out))}
     if args.uncertainty and result.uncertainty is not None:
         written["uncertainty"] = str(write_volume(result.uncertainty, args.uncertainty))

@@ -26,6 +26,7 @@ import numpy as np
 
 from VoxelDosimetryLib.errors import GridMismatchError, InputFormatError, UnitError, VoxelDosimetryError
 from VoxelDosimetryLib.montecarlo.geometry import VoxelPhantom
+from VoxelDosimetryLib.montecarlo.sharding import all_max, all_sum, current_shard, rank_device
 from VoxelDosimetryLib.montecarlo.source import DecaySource
 from VoxelDosimetryLib.montecarlo.stopping import CHECK_FRACTION, CHECK_INTERVAL_S, MIN_BATCHES, StopRule
 from VoxelDosimetryLib.montecarlo.transport_electron import electron_tables_for_media, transport_electrons
@@ -125,7 +126,7 @@ class MonteCarloEngine:
         if unknown or not comps:
             raise InputFormatError(f"components must be a non-empty subset of ('electron', 'photon'); got {comps}.")
         self.components = comps
-        self.device = resolve_device(device)
+        self.device = rank_device(resolve_device(device))  # under torchrun on CUDA: this rank's GPU
         self.cut_mev = float(cut_mev)
         self.range_fraction = float(electron_range_fraction)
         self.voxel_fraction = float(electron_voxel_fraction)
@@ -182,14 +183,20 @@ class MonteCarloEngine:
         if int(batch_size) < 1:
             raise InputFormatError("batch_size must be >= 1.")
         dev = self.device
+        stop = stop or StopRule()
+        shard = current_shard(dev)
+        if shard.sharded:  # this rank's share and random stream (montecarlo/sharding.py)
+            histories = histories // shard.world if stop.adaptive else shard.decays(histories)
+            if histories < n_batches:
+                raise InputFormatError(f"--histories must allow {n_batches} batches on each of the {shard.world} "
+                                       f"processes; got {histories} per process.")
         source = DecaySource(weights, phantom.spacing_mm, self.nuclide, dev, self.cut_mev)
         gen = torch.Generator(device=dev)
-        gen.manual_seed(int(seed))
+        gen.manual_seed(shard.seed(seed))
         n_vox = self.tphantom.n_voxels
         s1 = torch.zeros(n_vox, dtype=torch.float64, device=dev)
         s2 = torch.zeros(n_vox, dtype=torch.float64, device=dev)
         tally = torch.zeros(n_vox, dtype=torch.float64, device=dev)
-        stop = stop or StopRule()
         if stop.adaptive:
             adaptive_batch = StopRule.batch_decays(histories, batch_size, self.tphantom.n_voxels)
             per_batch = [adaptive_batch] * (histories // adaptive_batch)
@@ -245,17 +252,33 @@ class MonteCarloEngine:
             if stop.adaptive and b + 1 >= MIN_BATCHES:
                 now = time.perf_counter() - t0
                 fresh = None
-                if stop.uncertainty_goal is not None and (now >= next_check or b + 1 == len(per_batch)):
+                if shard.sharded:  # every rank checks after every batch, on the merged goal voxels: in lockstep
+                    now = all_max(now, dev)
+                    if stop.uncertainty_goal is not None:
+                        g1, g2 = _goal_sums(s1, s2, goal_index)
+                        sigma = fresh = stop.median_sigma(g1, g2, (b + 1) * shard.world, done * shard.world, None)
+                elif stop.uncertainty_goal is not None and (now >= next_check or b + 1 == len(per_batch)):
                     sigma = fresh = stop.median_sigma(s1, s2, b + 1, done, goal_index)
                     next_check = now + max(CHECK_INTERVAL_S, CHECK_FRACTION * now)
                 reason = stop.reason_to_stop(fresh, now, b + 1)
                 if reason is not None:
                     stop_reason = reason
                     break
-        if stop.adaptive and (sigma is None or stop_reason != "uncertainty_goal"):
-            sigma = stop.median_sigma(s1, s2, b + 1, done, goal_index)  # the σ reached, for the record
         elapsed = time.perf_counter() - t0
-        histories, n_batches = done, b + 1  # what was simulated (fewer than the cap when a stop rule ended it)
+        batches = b + 1
+        if shard.sharded:  # merge the ranks: tallies, batch sums of squares, counters; wall time = the slowest
+            counters = ["emitted_electron_mev", "emitted_photon_mev", "escaped_electron_mev", "escaped_photon_mev",
+                        "local_cut_mev", "electrons", "photons", "photon_interactions"]
+            merged = torch.tensor([done, batches, t_e, t_p] + [totals[k] for k in counters], dtype=torch.float64,
+                                  device=dev)
+            all_sum(s1, s2, merged)
+            done, batches, t_e, t_p = int(merged[0]), int(merged[1]), float(merged[2]), float(merged[3])
+            for k, v in zip(counters, merged[4:].tolist()):
+                totals[k] = int(v) if k in ("electrons", "photons", "photon_interactions") else v
+            elapsed = all_max(elapsed, dev)
+        if stop.adaptive and (sigma is None or stop_reason != "uncertainty_goal" or shard.sharded):
+            sigma = stop.median_sigma(s1, s2, batches, done, goal_index)  # the σ reached, for the record
+        histories, n_batches = done, batches  # what was simulated (fewer than the cap when a stop rule ended it)
         totals["emitted_mev"] = totals["emitted_electron_mev"] + totals["emitted_photon_mev"]
         totals["escaped_mev"] = totals["escaped_electron_mev"] + totals["escaped_photon_mev"]
         edep = s1
@@ -309,10 +332,19 @@ class MonteCarloEngine:
             "photons_transported": totals["photons"], "photon_interactions": totals["photon_interactions"],
             "setup_time_s": self.setup_time_s, "time_s": elapsed, "electron_time_s": t_e, "photon_time_s": t_p,
             "decays_per_s": histories / elapsed if elapsed > 0 else float("inf"),
+            "processes": shard.world,
             "stop_reason": stop_reason, "uncertainty_goal": stop.uncertainty_goal, "time_limit_s": stop.time_limit_s,
             "goal_median_relative_uncertainty": sigma,
         })
         return MonteCarloResult(edep=edep_vol, dose_per_decay=dpd_vol, dose=dose_vol, uncertainty=unc_vol, stats=stats)
+
+
+def _goal_sums(s1, s2, index):
+    """The goal voxels' tally sums added over the ranks (copies: the rank's own sums stay its own)."""
+    g1 = (s1 if index is None else s1[index]).clone()
+    g2 = (s2 if index is None else s2[index]).clone()
+    all_sum(g1, g2)
+    return g1, g2
 
 
 def _progress(done: int, cap: int, batch: int, batches: int, stop: StopRule, sigma: Optional[float],
