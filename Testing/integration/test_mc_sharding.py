@@ -71,3 +71,12 @@ def test_two_ranks_merge_to_the_single_run_result(tmp_path):
     assert float(two.sum()) == pytest.approx(float(one.sum()), rel=0.01)
     assert not np.array_equal(one, two)  # the ranks used their own random streams
     print(f"\n2-rank torchrun: {t_sharded:.1f} s (including start-up) vs one process {t_single:.1f} s")
+    # a stop rule: the ranks check the merged sigma after every batch and stop together
+    goal = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "VoxelDosimetryLib.cli.main",
+                           *_dose_args(tmp_path, "goal", 10**7)[:-2], "--uncertainty-goal", "0.05"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert goal.returncode == 0, goal.stderr[-3000:]
+    info = json.loads(goal.stdout[goal.stdout.index("{"):])["info"]
+    assert info["stop_reason"] == "uncertainty_goal" and info["processes"] == 2
+    assert info["goal_median_relative_uncertainty"] <= 0.05 and info["histories"] < 10**7
+    assert info["histories"] % 2 == 0 and info["n_batches"] % 2 == 0  # equal batches on both ranks
