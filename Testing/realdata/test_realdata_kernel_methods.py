@@ -172,10 +172,25 @@ def test_kernel_methods_on_the_totalsegmentator_grid_from_the_shipped_0_98_x_3_m
     assert kernel["size_xyz"][0] < 51  # that set's photon kernel (99 x 99 x 33) reaches ~49 mm only
     # energy: the liver is far from the grid faces except at the top slice, so nearly all the kernel's energy stays
     total_bq = float(activity.array.astype(np.float64).sum()) * ct.voxel_volume_ml
-    kept_kev = float(svsv.dose.array.astype(np.float64).sum()) * SOFT_TISSUE_DENSITY_G_CM3 * ct.voxel_volume_ml \
-        * 1e-3 / total_bq / MEV_TO_J * 1e3
-    print(f"svsv keeps {kept_kev:.2f} keV per decay in the grid, kernel {kernel['absorbed_kev_per_decay']:.2f} keV")
-    assert 0.95 < kept_kev / kernel["absorbed_kev_per_decay"] <= 1.0 + 1e-4
+
+    def kept_kev(result) -> float:
+        return float(result.dose.array.astype(np.float64).sum()) * SOFT_TISSUE_DENSITY_G_CM3 * ct.voxel_volume_ml \
+            * 1e-3 / total_bq / MEV_TO_J * 1e3
+
+    kernel_only = compute_dose("svsv", DoseRequest(activity, ct, device="cpu", options={"photon_reach_mm": 0}))
+    print(f"svsv keeps {kept_kev(kernel_only):.2f} keV per decay in the grid with the kernel alone, kernel "
+          f"{kernel['absorbed_kev_per_decay']:.2f} keV; {kept_kev(svsv):.2f} keV with the photon tail to 120 mm")
+    assert 0.95 < kept_kev(kernel_only) / kernel["absorbed_kev_per_decay"] <= 1.0 + 1e-4
+    # by default the photon tail continues the 49 mm kernel to 120 mm: it adds at most the tail's energy between
+    # the hand-over radius and 120 mm (some of it leaves the grid)
+    from VoxelDosimetryLib.kernels.photon_tail import find_photon_tail
+
+    tail_info = svsv.info["photon_tail"]
+    assert tail_info["reach_mm"] == 120.0 and tail_info["full_at_mm"] == pytest.approx(48.0, abs=1.5)
+    tail = find_photon_tail("Lu-177")
+    added = kept_kev(svsv) - kept_kev(kernel_only)
+    assert 0.5 * (tail.energy_beyond_kev(tail_info["full_at_mm"]) - tail.energy_beyond_kev(120.0)) < added \
+        < tail.energy_beyond_kev(tail_info["from_mm"]) - tail.energy_beyond_kev(120.0)
     # deep inside the uniformly filled liver the kernel dose approaches electrons + absorbed photons over the mass
     from scipy import ndimage
 

@@ -268,7 +268,7 @@ def test_a_flag_for_a_method_that_lacks_it_is_refused(test_registry, tmp_path, c
     assert main(_dose_argv(tmp_path, "mc", "--component", "total", "--histories", "100")) == 1
     err = capsys.readouterr().err
     assert re.search(r"--component applies to [^;]*\bled, [^;]*test-kernel, not to mc \(its options: "
-                     r"--track-length-photons, --uncertainty-goal, --time-limit-s\)", err), err
+                     r"--track-length-photons, --electron-range-rejection, --uncertainty-goal, --time-limit-s\)", err), err
     assert not (tmp_path / "d.nrrd").exists()
     assert main(_dose_argv(tmp_path, "led", "--track-length-photons", "true", "--kernel", "k.npz")) == 1
     err = capsys.readouterr().err

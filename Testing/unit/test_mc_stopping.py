@@ -60,6 +60,13 @@ def test_median_sigma_is_the_batch_estimate_over_the_relevant_voxels():
     relevant = mean >= 0.1 * mean.max()
     got = StopRule.median_sigma(s1, s2, batches, batches * per_batch, None)
     assert got == pytest.approx(float(np.median(rel[relevant])), rel=1e-9)
+    # the 10 % cut is on dose: with voxel masses, energy-rich but heavy voxels may drop out
+    inverse_mass = torch.from_numpy(np.where(np.arange(30) < 15, 20.0, 1.0))
+    dose = mean * inverse_mass.numpy()
+    by_dose = dose >= 0.1 * dose.max()
+    assert StopRule.median_sigma(s1, s2, batches, batches * per_batch, None, inverse_mass) == \
+        pytest.approx(float(np.median(rel[by_dose])), rel=1e-9)
+    assert by_dose.sum() != relevant.sum()
     index = torch.arange(10, 30)
     sub = mean[10:] >= 0.1 * mean[10:].max()
     assert StopRule.median_sigma(s1, s2, batches, batches * per_batch, index) == \

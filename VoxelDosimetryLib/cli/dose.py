@@ -294,6 +294,7 @@ def _say_uncertainty(info: dict) -> None:
     text = (f"uncertainty: median {100 * median:.2g} %, 90th percentile "
             f"{100 * policy.get('p90_relative_uncertainty', float('nan')):.2g} % over the "
             f"{policy.get('uncertainty_voxels')} voxels above 10 % of the maximum dose")
-    if info.get("stop_reason"):
-        text += f"; {info.get('histories')} decays, stopped by {info['stop_reason'].replace('_', ' ')}"
+    if info.get("uncertainty_goal") is not None or info.get("time_limit_s") is not None:
+        text += (f"; {info.get('histories')} decays, stopped by {info['stop_reason'].replace('_', ' ')} (median "
+                 f"{100 * info['goal_median_relative_uncertainty']:.2g} % over the body tissue the goal watches)")
     say("dose", text)

@@ -86,12 +86,12 @@ def _one(args, medium: str | None, density: float | None, size, progress):
     return kernel
 
 
-def _tail(args, progress) -> dict:
+def _tail(args, progress, histories: int | None) -> dict:
     """Make (or find in the cache) the soft-tissue photon tail of args.nuclide; --out also writes it."""
     from VoxelDosimetryLib.cli.common import say
     from VoxelDosimetryLib.kernels.photon_tail import TAIL_HISTORIES, make_photon_tail, write_photon_tail
 
-    histories = TAIL_HISTORIES if args.histories is None else args.histories
+    histories = TAIL_HISTORIES if histories is None else histories
     tail, path, cached = make_photon_tail(args.nuclide or "Lu-177", histories, args.seed or 0, args.device,
                                           use_cache=not args.no_cache, progress=progress)
     say("kernel", f"photon tail {'cached' if cached else 'made'}: {path}")
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
                                    f"drop {', '.join(extra)}.")
         if args.out:
             prepare_outputs({"--out": args.out}, [], {"--out": (".json",)})
-        print(json.dumps(_tail(args, progress_printer("kernel")), indent=1))
+        print(json.dumps(_tail(args, progress_printer("kernel"), args.histories), indent=1))
         return 0
     resampling = bool(args.resample_from)
     given = [flag for flag, value in (("--nuclide", args.nuclide), ("--histories", args.histories),
@@ -129,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputFormatError(f"--resample-from keeps everything of the fine kernel but its voxel size: drop "
                                f"{', '.join(given)}.")
     args.nuclide = args.nuclide or "Lu-177"
+    args.tail_histories = args.histories  # --for-method: the tail's own default unless --histories was given
     args.histories = 1_000_000 if args.histories is None else args.histories
     args.component = args.component or "total"
     args.seed = 0 if args.seed is None else args.seed
@@ -152,8 +153,11 @@ def run(args: argparse.Namespace) -> int:
                          "centre_relative_uncertainty": kernel.metadata.get("centre_relative_uncertainty")})
         from VoxelDosimetryLib.kernels.photon_tail import find_photon_tail
 
-        tail = None if find_photon_tail(args.nuclide) is not None or args.component == "electron" \
-            else _tail(args, progress)
+        from VoxelDosimetryLib.physics import get_nuclide
+
+        needs_tail = len(get_nuclide(args.nuclide).photon_lines()) > 0 and args.component != "electron"
+        tail = _tail(args, progress, args.tail_histories) if needs_tail and find_photon_tail(args.nuclide) is None \
+            else None
         print(json.dumps({"method": args.for_method, "kernels": made, "photon_tail_made": tail}, indent=1))
         return 0
     if not args.out:

@@ -233,7 +233,6 @@ class FFTConvolver:
         self._cache_nbytes = 0
         # Test hook: called as hook(device, slab_depth) before each slab is processed (may raise a fake OOM).
         self._fault_hook: Optional[Callable] = None
-        self._single_out = np.dtype(np.float64)  # result dtype of convolve(), set per call
         self.stats: dict = {}
 
     # ---------------------------------------------------------------------------------------------------------
@@ -247,11 +246,7 @@ class FFTConvolver:
         ker = _check_kernel(kernel)
         if out_dtype not in _DTYPES:
             raise InputFormatError(f"out_dtype must be one of {_DTYPES}; got {out_dtype!r}.")
-        self._single_out = np.dtype(out_dtype)
-        try:
-            return self._execute("single", src, [ker], None, None)
-        finally:
-            self._single_out = np.dtype(np.float64)
+        return self._execute("single", src, [ker], None, None, np.dtype(out_dtype))
 
     def convolve_many(self, source: np.ndarray, kernels: Sequence[np.ndarray]) -> np.ndarray:
         """(len(kernels), z, y, x) convolutions of `source` with each kernel, one source FFT for all.
@@ -374,7 +369,7 @@ class FFTConvolver:
     # execution
     # ---------------------------------------------------------------------------------------------------------
 
-    def _execute(self, mode, source, kernels, selector, scale):
+    def _execute(self, mode, source, kernels, selector, scale, out_dtype=np.dtype(np.float64)):
         import torch
 
         t_start = time.perf_counter()
@@ -403,7 +398,7 @@ class FFTConvolver:
             out_of_memory = False
             try:
                 out = self._run(mode, source, kernels, kshapes, common, digests, used, selector, scale, device,
-                                depth, n_slabs, padded)
+                                depth, n_slabs, padded, out_dtype)
             except Exception as exc:  # noqa: BLE001 - only out-of-memory errors are handled, others re-raised
                 if not _is_oom(exc) or (depth <= 1 and device.type != "cuda"):
                     raise
@@ -427,7 +422,7 @@ class FFTConvolver:
         return out
 
     def _run(self, mode, source, kernels, kshapes, common, digests, used, selector, scale, device, depth,
-             n_slabs, padded):
+             n_slabs, padded, out_dtype=np.dtype(np.float64)):
         import torch
 
         Z, Y, X = source.shape
@@ -444,7 +439,7 @@ class FFTConvolver:
             out = np.empty((len(kernels), Z, Y, X), self._np_dtype) if n_slabs == 1 else \
                 np.zeros((len(kernels), Z, Y, X), self._np_dtype)
         else:
-            out_dtype = self._single_out if mode == "single" else np.dtype(np.float64)
+            out_dtype = out_dtype if mode == "single" else np.dtype(np.float64)
             out = None if n_slabs == 1 else np.zeros((Z, Y, X), out_dtype)
             out_torch = torch.float32 if out_dtype == np.float32 else torch.float64
         for s in range(n_slabs):

@@ -146,9 +146,9 @@ def _photon_tail(request: DoseRequest, kernel_shapes: list, method: str):
         return None
     if window.r0_mm < tail.valid_from_mm:
         qc_warn("kernel_short_reach",
-                f"{method}: the kernels reach only {window.r1_mm:.0f} mm, too short to hand over to the photon tail "
-                f"(which starts at {2 * tail.valid_from_mm:.0f} mm); photon dose from farther away is missing. "
-                "Use kernels with a larger --size.", reach_mm=window.r1_mm)
+                f"{method}: the kernels reach only {window.r1_mm:.0f} mm; handing over to the photon tail needs at "
+                f"least {2 * tail.valid_from_mm:.0f} mm, so photon dose from farther away is missing. Use kernels "
+                "with a larger --size.", reach_mm=window.r1_mm)
         return None
     return tail, window, min(reach, tail.reach_mm)
 
@@ -259,10 +259,11 @@ _COMPONENT = DoseOption("component", "str", "total", choices=("total", "electron
 _KERNEL_FOLDER = DoseOption("kernel_folder", "str", "", help="an extra folder of kernel files (NRRD from "
                             "`voxeldosimetry kernel`) searched besides the shipped set and the user cache")
 _PHOTON_REACH = DoseOption(
-    "photon_reach_mm", "float", DEFAULT_PHOTON_REACH_MM, unit="mm", minimum=0.0, maximum=750.0,
-    help="count photon dose out to this distance from each source: where the kernels reach less far (the "
-         "0.98x0.98x3 mm set: 48 mm) the radial soft-tissue photon kernel continues them; 750 = infinite medium "
-         "(< 0.1 % of the photon energy beyond); 0 = the kernels as they are (docs/KERNELS.md)")
+    "photon_reach_mm", "float", DEFAULT_PHOTON_REACH_MM, unit="mm", minimum=0.0, maximum=1000.0,
+    help="count photon dose at least this far from each source: where the kernels reach less far (the "
+         "0.98x0.98x3 mm set: 48 mm) the radial soft-tissue photon kernel continues them to this distance; kernels "
+         "reaching farther are used whole; 0 = the kernels as they are; the largest value counts the photons as in "
+         "an infinite medium (< 0.1 % of their energy beyond; docs/DOSE_METHODS.md)")
 _KERNEL_FILE = DoseOption("kernel", "str", "", help="a kernel file (NRRD from `voxeldosimetry kernel`) for the dose "
                           "grid, used instead of the shipped soft-tissue kernel")
 

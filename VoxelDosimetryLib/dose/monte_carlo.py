@@ -13,6 +13,10 @@ TRACK_LENGTH_OPTION = DoseOption(
          "noise far from the source for the same histories (docs/MONTE_CARLO.md)")
 
 
+RANGE_REJECTION_OPTION = DoseOption(
+    "electron_range_rejection", "bool", False,
+    help="an electron whose residual CSDA range cannot take it out of its voxel deposits its energy there at once "
+         "(same voxel doses, fewer electron steps; docs/MONTE_CARLO.md)")
 UNCERTAINTY_GOAL_OPTION = DoseOption(
     "uncertainty_goal", "float", None, minimum=1e-4, maximum=0.99,
     help="stop when the median relative uncertainty of the body voxels at >= 10 % of the body's maximum dose "
@@ -37,7 +41,8 @@ def monte_carlo_dose(request: DoseRequest) -> DoseResult:
         stop.goal_mask = _body_tissue(request)
     result = run_monte_carlo(request.source, request.ct, nuclide=request.nuclide, histories=histories,
                              device=request.device, seed=request.seed, progress=request.progress,
-                             cancel=request.cancel, track_length_photons=track_length, stop=stop)
+                             cancel=request.cancel, track_length_photons=track_length, stop=stop,
+                             electron_range_rejection=bool(options.get("electron_range_rejection", False)))
     return DoseResult(result.dose, result.uncertainty, info={"method": "mc", **result.stats})
 
 
@@ -54,4 +59,5 @@ register_dose_method(DoseMethod("mc", "Monte Carlo: photon and condensed-history
                                       "Schneider media (--histories decays, or an uncertainty goal or time limit; "
                                       "--device, --seed)",
                                 monte_carlo_dose, stochastic=True, provides_uncertainty=True,
-                                options=(TRACK_LENGTH_OPTION, UNCERTAINTY_GOAL_OPTION, TIME_LIMIT_OPTION)))
+                                options=(TRACK_LENGTH_OPTION, RANGE_REJECTION_OPTION, UNCERTAINTY_GOAL_OPTION,
+                                         TIME_LIMIT_OPTION)))

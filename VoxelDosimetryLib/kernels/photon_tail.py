@@ -6,9 +6,10 @@ Lu-177 photons (35 keV per decay) travel far: in infinite soft tissue 55 % of th
 wide; the far field is smooth and isotropic, so a radial table of a few dozen numbers holds it instead.
 
 Generation: a photon-only kernel (track-length scoring, kernels/generate.py) on a coarse cubic grid (7.5 mm
-voxels, 201³: ±754 mm), averaged over spherical shells one voxel wide; each shell gives the mean dose per decay
+voxels, 241³: ±904 mm), averaged over spherical shells one voxel wide; each shell gives the mean dose per decay
 and the mean distance of its voxel centres. The table ends where the energy absorbed farther out falls below
-0.1 % of the photon energy emitted (issue #9's crop rule); `energy_beyond_fraction` records what is left out.
+0.1 % of the photon energy emitted (issue #9's crop rule); `energy_beyond_fraction` records what is left out
+(absorbed farther out in the cube, or carried out of it).
 Between table points r²·D(r) is interpolated log-linearly in r.
 """
 from __future__ import annotations
@@ -29,7 +30,7 @@ from VoxelDosimetryLib.errors import InputFormatError
 TAIL_FORMAT = "voxeldosimetry photon tail"
 TAIL_FORMAT_VERSION = 1
 TAIL_VOXEL_MM = 7.5
-TAIL_SIZE = 201
+TAIL_SIZE = 241
 TAIL_HISTORIES = 2_000_000
 CROP_ENERGY_FRACTION = 1e-3  # issue #9: crop the photon tail where it carries < 0.1 % of the energy
 MEV_TO_J = 1.602176634e-13
@@ -165,13 +166,14 @@ def generate_photon_tail(nuclide: str = "Lu-177", medium: str | None = "soft_tis
     axis = (np.arange(n) - n // 2) * voxel_mm
     r = np.sqrt(axis[:, None, None] ** 2 + axis[None, :, None] ** 2 + axis[None, None, :] ** 2)
     order = np.argsort(r, axis=None)
-    beyond = energy_kev.sum() - np.cumsum(energy_kev.ravel()[order])  # energy beyond each sorted distance
+    escaped = max(0.0, emitted - float(energy_kev.sum()))  # carried out of the simulated cube: beyond the table too
+    beyond = energy_kev.sum() - np.cumsum(energy_kev.ravel()[order]) + escaped  # beyond each sorted distance
     r_sorted = r.ravel()[order]
     crop = float(r_sorted[np.argmax(beyond < CROP_ENERGY_FRACTION * emitted)]) \
         if np.any(beyond < CROP_ENERGY_FRACTION * emitted) else float(radius[-1])
     keep = radius <= max(crop, float(radius[1])) + voxel_mm
     last = int(np.count_nonzero(keep))
-    beyond_table = float(energy_kev[r > radius[last - 1]].sum())
+    beyond_table = float(energy_kev[r > radius[last - 1]].sum()) + escaped
     meta = {"histories": int(histories), "seed": int(seed), "voxel_mm": voxel_mm, "size": size,
             "emitted_kev_per_decay": emitted, "absorbed_kev_per_decay": float(energy_kev.sum()),
             "energy_beyond_fraction": beyond_table / emitted,

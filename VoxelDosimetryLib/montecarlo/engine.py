@@ -98,12 +98,14 @@ class MonteCarloEngine:
     transported: ("electron", "photon") by default; leaving one out drops those particles entirely (their
     energy counts neither as emitted nor deposited), e.g. for electron-only kernels or speed measurements.
     `cpu_threads`: torch threads during a CPU run (default 1, see CPU_THREADS; None: leave the setting alone).
+    `electron_range_rejection`: electrons that cannot leave their voxel deposit their energy at once
+    (transport_electron.py; same voxel doses, fewer steps).
     """
 
     def __init__(self, ct: Any, nuclide: str = "Lu-177", device: str = "auto", cut_mev: float = 0.01,
                  media_table: Any = None, components: Sequence[str] = ("electron", "photon"),
                  electron_range_fraction: float = 0.2, electron_voxel_fraction: float = 0.5,
-                 cpu_threads: Optional[int] = CPU_THREADS) -> None:
+                 cpu_threads: Optional[int] = CPU_THREADS, electron_range_rejection: bool = False) -> None:
         from VoxelDosimetryLib.device import resolve_device
         from VoxelDosimetryLib.montecarlo.photon_data import PhotonCrossSections
         from VoxelDosimetryLib.physics import get_nuclide
@@ -131,6 +133,7 @@ class MonteCarloEngine:
         self.range_fraction = float(electron_range_fraction)
         self.voxel_fraction = float(electron_voxel_fraction)
         self.cpu_threads = cpu_threads
+        self.range_rejection = bool(electron_range_rejection)
         t0 = time.perf_counter()
         media = list(self.phantom.media)
         self.photon_xs = PhotonCrossSections.build(media)
@@ -186,10 +189,10 @@ class MonteCarloEngine:
         stop = stop or StopRule()
         shard = current_shard(dev)
         if shard.sharded:  # this rank's share and random stream (montecarlo/sharding.py)
-            histories = histories // shard.world if stop.adaptive else shard.decays(histories)
-            if histories < n_batches:
+            if histories // shard.world < max(n_batches, MIN_BATCHES if stop.adaptive else 0):  # same on every rank
                 raise InputFormatError(f"--histories must allow {n_batches} batches on each of the {shard.world} "
-                                       f"processes; got {histories} per process.")
+                                       f"processes; got {histories // shard.world} per process.")
+            histories = histories // shard.world if stop.adaptive else shard.decays(histories)
         source = DecaySource(weights, phantom.spacing_mm, self.nuclide, dev, self.cut_mev)
         gen = torch.Generator(device=dev)
         gen.manual_seed(shard.seed(seed))
@@ -201,6 +204,8 @@ class MonteCarloEngine:
             adaptive_batch = StopRule.batch_decays(histories, batch_size, self.tphantom.n_voxels)
             per_batch = [adaptive_batch] * (histories // adaptive_batch)
             goal_index = stop.goal_index(phantom.shape, dev)
+            inverse_mass = torch.from_numpy(1.0 / np.asarray(phantom.voxel_mass_g, dtype=np.float64).reshape(-1)) \
+                .to(dev)  # the goal's 10 % cut is on dose, not energy
         else:
             per_batch = [histories // n_batches + (1 if b < histories % n_batches else 0) for b in range(n_batches)]
         stop_reason, sigma, next_check = "histories", None, 0.0
@@ -208,7 +213,7 @@ class MonteCarloEngine:
         do_p = "photon" in self.components
         totals = {"emitted_mev": 0.0, "emitted_electron_mev": 0.0, "emitted_photon_mev": 0.0, "escaped_mev": 0.0,
                   "escaped_electron_mev": 0.0, "escaped_photon_mev": 0.0, "local_cut_mev": 0.0,
-                  "electrons": 0, "photons": 0, "photon_interactions": 0}
+                  "electrons": 0, "electron_steps": 0, "photons": 0, "photon_interactions": 0}
         t_e = t_p = 0.0
         t0 = time.perf_counter()
         done = 0
@@ -230,10 +235,12 @@ class MonteCarloEngine:
                     t1 = time.perf_counter()
                     er = transport_electrons(em.electrons.pos, em.electrons.dir, em.electrons.energy, self.tphantom,
                                              self.electron_tables, tally, gen, cut_mev=self.cut_mev,
-                                             range_fraction=self.range_fraction, voxel_fraction=self.voxel_fraction)
+                                             range_fraction=self.range_fraction, voxel_fraction=self.voxel_fraction,
+                                             range_rejection=self.range_rejection)
                     t_e += time.perf_counter() - t1
                     totals["escaped_electron_mev"] += er.escaped_energy_mev
                     totals["electrons"] += len(em.electrons)
+                    totals["electron_steps"] += er.electron_steps
                 if do_p:
                     totals["emitted_photon_mev"] += em.emitted_photon_mev
                     t1 = time.perf_counter()
@@ -256,9 +263,10 @@ class MonteCarloEngine:
                     now = all_max(now, dev)
                     if stop.uncertainty_goal is not None:
                         g1, g2 = _goal_sums(s1, s2, goal_index)
-                        sigma = fresh = stop.median_sigma(g1, g2, (b + 1) * shard.world, done * shard.world, None)
+                        sigma = fresh = stop.median_sigma(g1, g2, (b + 1) * shard.world, done * shard.world, None,
+                                                          inverse_mass if goal_index is None else inverse_mass[goal_index])
                 elif stop.uncertainty_goal is not None and (now >= next_check or b + 1 == len(per_batch)):
-                    sigma = fresh = stop.median_sigma(s1, s2, b + 1, done, goal_index)
+                    sigma = fresh = stop.median_sigma(s1, s2, b + 1, done, goal_index, inverse_mass)
                     next_check = now + max(CHECK_INTERVAL_S, CHECK_FRACTION * now)
                 reason = stop.reason_to_stop(fresh, now, b + 1)
                 if reason is not None:
@@ -268,16 +276,17 @@ class MonteCarloEngine:
         batches = b + 1
         if shard.sharded:  # merge the ranks: tallies, batch sums of squares, counters; wall time = the slowest
             counters = ["emitted_electron_mev", "emitted_photon_mev", "escaped_electron_mev", "escaped_photon_mev",
-                        "local_cut_mev", "electrons", "photons", "photon_interactions"]
+                        "local_cut_mev", "electrons", "electron_steps", "photons", "photon_interactions"]
             merged = torch.tensor([done, batches, t_e, t_p] + [totals[k] for k in counters], dtype=torch.float64,
                                   device=dev)
             all_sum(s1, s2, merged)
-            done, batches, t_e, t_p = int(merged[0]), int(merged[1]), float(merged[2]), float(merged[3])
+            done, batches = int(merged[0]), int(merged[1])
+            t_e, t_p = all_max(t_e, dev), all_max(t_p, dev)  # like the wall time: the slowest rank
             for k, v in zip(counters, merged[4:].tolist()):
-                totals[k] = int(v) if k in ("electrons", "photons", "photon_interactions") else v
+                totals[k] = int(v) if k in ("electrons", "electron_steps", "photons", "photon_interactions") else v
             elapsed = all_max(elapsed, dev)
         if stop.adaptive and (sigma is None or stop_reason != "uncertainty_goal" or shard.sharded):
-            sigma = stop.median_sigma(s1, s2, batches, done, goal_index)  # the σ reached, for the record
+            sigma = stop.median_sigma(s1, s2, batches, done, goal_index, inverse_mass)  # the σ reached
         histories, n_batches = done, batches  # what was simulated (fewer than the cap when a stop rule ended it)
         totals["emitted_mev"] = totals["emitted_electron_mev"] + totals["emitted_photon_mev"]
         totals["escaped_mev"] = totals["escaped_electron_mev"] + totals["escaped_photon_mev"]
@@ -318,8 +327,10 @@ class MonteCarloEngine:
         balance = (deposited + totals["escaped_mev"] - totals["emitted_mev"]) / max(totals["emitted_mev"], 1e-300)
         stats = dict(meta)
         stats.update({
-            "device": str(dev), "n_batches": n_batches, "batch_size": int(batch_size), "cut_mev": self.cut_mev,
+            "device": str(dev), "n_batches": n_batches,
+            "batch_size": int(adaptive_batch if stop.adaptive else batch_size), "cut_mev": self.cut_mev,
             "components": list(self.components), "track_length_photons": bool(track_length_photons),
+            "electron_range_rejection": self.range_rejection,
             "source_quantity": quantity, "source_total": scale,
             "emitted_energy_mev": totals["emitted_mev"], "deposited_energy_mev": deposited,
             "escaped_energy_mev": totals["escaped_mev"], "energy_balance_relative_error": balance,
@@ -329,6 +340,7 @@ class MonteCarloEngine:
             "emitted_electron_mev": totals["emitted_electron_mev"], "emitted_photon_mev": totals["emitted_photon_mev"],
             "escaped_electron_mev": totals["escaped_electron_mev"], "escaped_photon_mev": totals["escaped_photon_mev"],
             "local_cut_mev": totals["local_cut_mev"], "electrons_transported": totals["electrons"],
+            "electron_steps": totals["electron_steps"],
             "photons_transported": totals["photons"], "photon_interactions": totals["photon_interactions"],
             "setup_time_s": self.setup_time_s, "time_s": elapsed, "electron_time_s": t_e, "photon_time_s": t_p,
             "decays_per_s": histories / elapsed if elapsed > 0 else float("inf"),
@@ -368,7 +380,7 @@ def run_monte_carlo(activity: Volume, ct: Any, nuclide: str = "Lu-177", historie
                     progress: Optional[Callable[[float, str], Any]] = None, cancel: Any = None,
                     track_length_photons: bool = False, cut_mev: float = 0.01, media_table: Any = None,
                     components: Sequence[str] = ("electron", "photon"),
-                    stop: Optional[StopRule] = None) -> MonteCarloResult:
+                    stop: Optional[StopRule] = None, electron_range_rejection: bool = False) -> MonteCarloResult:
     """Simulate `histories` decays of `nuclide` distributed like `activity` in the CT (HU) phantom (fewer when
     `stop`, montecarlo/stopping.py, reaches its uncertainty goal or time limit first).
 
@@ -385,6 +397,6 @@ def run_monte_carlo(activity: Volume, ct: Any, nuclide: str = "Lu-177", historie
     # validate the source before the (slower) table set-up
     checked_source_weights(activity.array)
     engine = MonteCarloEngine(ct, nuclide=nuclide, device=device, cut_mev=cut_mev, media_table=media_table,
-                              components=components)
+                              components=components, electron_range_rejection=electron_range_rejection)
     return engine.run(activity, histories=histories, seed=seed, n_batches=n_batches, batch_size=batch_size,
                       progress=progress, cancel=cancel, track_length_photons=track_length_photons, stop=stop)

@@ -198,6 +198,15 @@ class TorchPhantom:
         nx, ny, nz = self.shape_xyz
         return nx * ny * nz
 
+    def distance_to_faces_mm(self, pos_mm: Any) -> Any:
+        """Distance (mm) from each position (n, 3) to the nearest face of the voxel that holds it."""
+        import torch
+
+        spacing = torch.tensor(self.spacing_mm, dtype=pos_mm.dtype, device=pos_mm.device)
+        frac = pos_mm / spacing
+        frac = frac - torch.floor(frac)
+        return (torch.minimum(frac, 1.0 - frac) * spacing).min(dim=1).values
+
     def locate(self, pos_mm: Any) -> tuple[Any, Any]:
         """(flat voxel index, inside mask) of positions (n, 3) mm; the index is 0 where outside."""
         import torch

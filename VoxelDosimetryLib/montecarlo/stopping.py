@@ -75,17 +75,20 @@ class StopRule:
         return torch.from_numpy(np.flatnonzero(mask)).to(device)
 
     @staticmethod
-    def median_sigma(s1, s2, batches: int, decays: int, index) -> float:
-        """Median relative σ of the voxels at >= 10 % of the maximum mean (within `index`); inf if none."""
+    def median_sigma(s1, s2, batches: int, decays: int, index, inverse_mass=None) -> float:
+        """Median relative σ of the voxels (within `index`) whose mean dose is at least 10 % of the maximum; inf if
+        none. s1, s2: energy tallies; `inverse_mass` (1/voxel mass, same layout as s1) turns energy into dose for
+        that cut (None: equal masses)."""
         import torch
 
         a = s1 if index is None else s1[index]
         b = s2 if index is None else s2[index]
         mean = a / decays
-        peak = float(mean.max()) if mean.numel() else 0.0
+        dose = mean if inverse_mass is None else mean * (inverse_mass if index is None else inverse_mass[index])
+        peak = float(dose.max()) if dose.numel() else 0.0
         if peak <= 0:
             return math.inf
-        keep = mean >= RELEVANT_FRACTION * peak
+        keep = dose >= RELEVANT_FRACTION * peak
         var = torch.clamp(b[keep] / batches - mean[keep] ** 2, min=0.0) / (batches - 1)
         return float(np.median((torch.sqrt(var) / mean[keep]).cpu().numpy()))  # numpy: the mean of the middle two
 

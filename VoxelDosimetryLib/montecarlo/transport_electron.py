@@ -35,6 +35,10 @@ from VoxelDosimetryLib.montecarlo.transport_photon import rotate
 from VoxelDosimetryLib.montecarlo.uniform_grid import loglog_uniform
 
 ELECTRON_MASS_MEV = 0.51099895  # CODATA 2018
+# Range rejection keeps an electron unless its CSDA range x this margin is below the distance to the voxel's faces:
+# the log-normal straggling lets a path run past the mean CSDA range, and a margin of 1.5 makes that reach
+# (straight, with no scattering) out of the voxel negligible (issue #10; tested against the full transport)
+RANGE_REJECTION_MARGIN = 1.5
 
 
 @dataclass
@@ -135,18 +139,24 @@ def build_electron_tables(energies_mev: np.ndarray, range_g_cm2: np.ndarray, z_o
 class ElectronResult:
     escaped_energy_mev: float = 0.0
     deposited_energy_mev: float = 0.0
-    steps: int = 0
+    steps: int = 0  # loop iterations (the longest track)
+    electron_steps: int = 0  # condensed-history steps over all electrons
     path_length_mm: Any = None  # per electron, when requested
 
 
 def transport_electrons(pos: Any, direction: Any, energy: Any, phantom: Any, tables: ElectronTables, edep: Any,
                         generator: Any, cut_mev: float = 0.01, range_fraction: float = 0.2,
                         voxel_fraction: float = 0.5, straggling: bool = True, scattering: bool = True,
-                        max_steps: int = 100000, return_path_length: bool = False) -> ElectronResult:
+                        max_steps: int = 100000, return_path_length: bool = False,
+                        range_rejection: bool = False) -> ElectronResult:
     """Transport electrons (pos (n,3) mm, direction (n,3), energy (n,) MeV) to the cut-off or out of the grid.
 
     Energy is added to `edep` (flat float64 over the phantom voxels, in place). Electrons below the cut-off
     deposit their energy where they are; electrons whose hinge or end point leaves the grid are escaped.
+    `range_rejection`: before each step, an electron whose residual CSDA range (in its voxel's medium, times
+    RANGE_REJECTION_MARGIN) is shorter than the distance to its voxel's nearest face deposits all its energy in
+    that voxel at once: it could not have left it, so the voxel dose is unchanged (bremsstrahlung is deposited
+    locally anyway, see above); only where in the voxel the energy lands is lost, which no tally resolves.
     """
     import torch
 
@@ -185,6 +195,17 @@ def transport_electrons(pos: Any, direction: Any, energy: Any, phantom: Any, tab
         rho = phantom.density_g_cm3[vox]
         r_g = tables.range_of(med, energy)  # g/cm2
         r_mm = 10.0 * r_g / rho
+        if range_rejection:
+            trapped = inside & (RANGE_REJECTION_MARGIN * r_mm < phantom.distance_to_faces_mm(pos))
+            if bool(trapped.any()):
+                deposit(vox[trapped], inside[trapped], energy[trapped])
+                keep = ~trapped
+                pos, direction, energy, ids = pos[keep], direction[keep], energy[keep], ids[keep]
+                vox, med, rho, r_g, r_mm = vox[keep], med[keep], rho[keep], r_g[keep], r_mm[keep]
+                n = energy.numel()
+                if n == 0:
+                    break
+        res.electron_steps += n
         step = torch.clamp(torch.minimum(range_fraction * r_mm, torch.full_like(r_mm, max_step_mm)), min=1e-7)
         # final step: if the residual range is within one step of the cut, go to the end of the range
         r_after = torch.clamp(r_g - 0.1 * rho * step, min=0.0)
