@@ -2,6 +2,13 @@
 128^3, full physics and electron-only / photon-only parts. Prints JSON on stdout.
 
     python Testing/benchmarks/mc_speed.py [--device auto] [--decays 200000] [--sizes 64 128]
+    python Testing/benchmarks/mc_speed.py --efficiency [--data ../shared/data] [--decays 1e6]
+
+--efficiency (issue #10): efficiency e = 1 / (sigma^2 T) of each technique alone and together, side by side in one
+run, on the 128^3 patient-like phantom, patient15 and the real SPECT/CT patient on its SPECT grid (when --data
+holds them). sigma = mean relative uncertainty over the body voxels at >= 10 % of the body's maximum dose (body =
+body_mask and density >= 0.1 g/cm3), T = transport wall time; "before" = the engine's earlier settings (the
+caller's torch threads, collision photon scoring, full electron transport).
 """
 from __future__ import annotations
 
@@ -43,8 +50,77 @@ def patient_like(n: int, spacing_mm: float) -> tuple[Volume, np.ndarray]:
     return ct, act
 
 
+EFFICIENCY_SETTINGS = {  # name: (cpu_threads, track_length_photons, electron_range_rejection)
+    "before": (None, False, False),
+    "one thread": (1, False, False),
+    "track-length photons": (None, True, False),
+    "range rejection": (None, False, True),
+    "all three": (1, True, True),
+}
+
+
+def efficiency_cases(data: Path | None) -> list[tuple[str, Volume, Volume]]:
+    """(name, CT in HU, activity Bq/mL) on the same grid: the 128^3 phantom, and patient15 and the real SPECT/CT
+    patient when their files are in `data`."""
+    cases = []
+    ct, act = patient_like(128, 2.4)
+    cases.append(("patient-like 128^3 at 2.4 mm", ct, Volume(act, spacing=(2.4,) * 3,
+                                                             quantity="activity_concentration", unit="Bq/mL")))
+    if data is None:
+        return cases
+    if (data / "patient15_LuDOTATATE").is_dir():
+        from VoxelDosimetryLib.montecarlo.validation import patient15_inputs
+
+        ct15, src = patient15_inputs(data)
+        ct15 = ct15.with_array(np.where(ct15.array == 2000, -1000.0, ct15.array).astype(np.float32))  # couch
+        from VoxelDosimetryLib.physics.body_mask import body_mask
+
+        weights = np.where(body_mask(ct15), src.array, 0.0)
+        cases.append(("patient15 108x70x90", ct15, ct15.with_array(
+            (weights * 7.4e9 / weights.sum() / ct15.voxel_volume_ml).astype(np.float32),
+            quantity="activity_concentration", unit="Bq/mL")))
+    real = data / "real_lu177_spect_ct"
+    if (real / "spect_counts.nrrd").is_file() and (real / "ct_dicom.zip").is_file():
+        from VoxelDosimetryLib.io import read_volume
+        from VoxelDosimetryLib.physics.voxel_mass import ct_on_grid
+
+        counts = read_volume(real / "spect_counts.nrrd", quantity="counts", unit="counts")
+        ct_real = ct_on_grid(read_volume(real / "ct_dicom.zip", unit="HU"), counts.grid)
+        cases.append(("real patient, SPECT grid 128x128x208", ct_real, counts.with_array(
+            counts.array.astype(np.float32), quantity="activity_concentration", unit="Bq/mL")))
+    return cases
+
+
+def efficiency_rows(cases, decays: int, device: str, batch_size: int) -> list[dict]:
+    from VoxelDosimetryLib.dose.value_policy import AIR_DENSITY_G_CM3
+    from VoxelDosimetryLib.physics import ct_to_density
+    from VoxelDosimetryLib.physics.body_mask import body_mask
+
+    rows = []
+    for name, ct, activity in cases:
+        body = body_mask(ct) & (ct_to_density(ct).array >= AIR_DENSITY_G_CM3)
+        base = None
+        for setting, (threads, tle, rr) in EFFICIENCY_SETTINGS.items():
+            eng = MonteCarloEngine(ct, "Lu-177", device=device, cpu_threads=threads, electron_range_rejection=rr)
+            res = eng.run(activity, histories=decays, seed=7, batch_size=batch_size, track_length_photons=tle)
+            dose, unc = res.dose.array, res.uncertainty.array
+            high = body & (dose >= 0.1 * dose[body].max())
+            sigma = float(unc[high].mean())
+            seconds = res.stats["time_s"]
+            eff = 1.0 / (sigma ** 2 * seconds)
+            base = eff if base is None else base
+            rows.append({"case": name, "setting": setting, "decays": decays, "time_s": round(seconds, 2),
+                         "decays_per_s": round(res.stats["decays_per_s"]), "mean_sigma": round(sigma, 4),
+                         "voxels": int(high.sum()), "efficiency": round(eff, 4), "ratio_to_before": round(eff / base, 2),
+                         "electron_steps": res.stats["electron_steps"]})
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--efficiency", action="store_true", help="the issue-#10 efficiency table (see above)")
+    ap.add_argument("--data", type=Path, default=None, help="shared data folder (patient15, real SPECT/CT)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--decays", type=float, default=2e5)
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
@@ -56,6 +132,11 @@ def main(argv=None) -> int:
 
     out = {"python": platform.python_version(), "torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
            "cases": []}
+    if args.efficiency:
+        out["efficiency"] = efficiency_rows(efficiency_cases(args.data), int(args.decays), args.device,
+                                            args.batch_size)
+        print(json.dumps(out, indent=1))
+        return 0
     for n in args.sizes:
         spacing = 4.8 * 64 / n  # same body size at both resolutions (307 mm field of view)
         ct, act = patient_like(n, spacing)
