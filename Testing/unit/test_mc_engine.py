@@ -157,9 +157,9 @@ def test_narrow_beam_photon_attenuation():
     assert res.escaped_energy_mev + res.deposited_energy_mev == pytest.approx(n * e0, rel=1e-6)
 
 
-def test_cpu_runs_use_one_thread_and_restore_the_callers_setting(slab_engine, monkeypatch):
-    """The transport runs with CPU_THREADS torch threads (one: faster here, and two processes no longer collapse)
-    and gives the caller's thread count back, also when the run fails."""
+def test_cpu_threads_are_set_for_the_run_and_restored(monkeypatch):
+    """cpu_threads=1 runs the transport on one torch thread; None keeps the caller's setting, except under torchrun
+    (one per rank); the caller's thread count comes back, also when the run fails."""
     from VoxelDosimetryLib.device import torch_threads
     import VoxelDosimetryLib.montecarlo.engine as engine_module
 
@@ -172,10 +172,23 @@ def test_cpu_runs_use_one_thread_and_restore_the_callers_setting(slab_engine, mo
         return original(*args, **kwargs)
 
     monkeypatch.setattr(engine_module, "transport_photons", spy)
-    slab_engine.run(_slab_activity(slab_engine.phantom.shape), histories=200, seed=1, batch_size=100)
-    assert seen and set(seen) == {engine_module.CPU_THREADS} and torch.get_num_threads() == before
+    act = _slab_activity((16, 16, 16))
+    one = MonteCarloEngine(slab_phantom(16, 2.0), "Lu-177", device="cpu", cpu_threads=1)
+    one.run(act, histories=200, seed=1, batch_size=100)
+    assert seen and set(seen) == {1} and torch.get_num_threads() == before
+    seen.clear()
+    default = MonteCarloEngine(slab_phantom(16, 2.0), "Lu-177", device="cpu")
+    default.run(act, histories=200, seed=1, batch_size=100)
+    assert set(seen) == {before}
+    seen.clear()
+    monkeypatch.setattr(engine_module, "launched_world", lambda: 2)
+    from VoxelDosimetryLib.montecarlo.sharding import Shard
+
+    monkeypatch.setattr(engine_module, "current_shard", lambda device: Shard())  # no process group here
+    default.run(act, histories=200, seed=1, batch_size=100)
+    assert set(seen) == {engine_module.SHARDED_CPU_THREADS} and torch.get_num_threads() == before
     with pytest.raises(InputFormatError):
-        slab_engine.run(_slab_activity(slab_engine.phantom.shape), histories=5, n_batches=10)
+        one.run(act, histories=5, n_batches=10)
     assert torch.get_num_threads() == before
     with torch_threads(None):
         assert torch.get_num_threads() == before

@@ -26,7 +26,7 @@ import numpy as np
 
 from VoxelDosimetryLib.errors import GridMismatchError, InputFormatError, UnitError, VoxelDosimetryError
 from VoxelDosimetryLib.montecarlo.geometry import VoxelPhantom
-from VoxelDosimetryLib.montecarlo.sharding import all_max, all_sum, current_shard, rank_device
+from VoxelDosimetryLib.montecarlo.sharding import all_max, all_sum, current_shard, launched_world, rank_device
 from VoxelDosimetryLib.montecarlo.source import DecaySource
 from VoxelDosimetryLib.montecarlo.stopping import CHECK_FRACTION, CHECK_INTERVAL_S, MIN_BATCHES, StopRule
 from VoxelDosimetryLib.montecarlo.transport_electron import electron_tables_for_media, transport_electrons
@@ -84,11 +84,12 @@ def _check_cancel(cancel: Any) -> None:
         raise MonteCarloCancelled("The Monte Carlo run was cancelled.")
 
 
-# Torch threads for the transport on a CPU. The transport is many small tensor operations: on the 2-core machine
-# one thread ran patient15 at 4.8e4 decays/s, two threads at 4.4-4.6e4, and two processes with two threads each
-# collapsed to 0.75e4 each (OpenMP threads spinning against each other), while two one-thread processes ran at
-# 4.8-5.6e4 each (docs/BENCHMARKS.md). None keeps the caller's setting.
-CPU_THREADS = 1
+# Torch threads for the transport on a CPU: None keeps the caller's setting. Measured on the 2-core machine
+# (docs/BENCHMARKS.md): one thread against two was -25 % on the phantoms with 5e5-decay batches, +22 % on the real
+# patient and +4 to +16 % with small batches; two processes with two threads each collapsed 6x. So a single run
+# keeps the caller's threads and each torchrun rank uses one (the ranks are the parallelism).
+CPU_THREADS = None
+SHARDED_CPU_THREADS = 1
 
 
 class MonteCarloEngine:
@@ -97,7 +98,8 @@ class MonteCarloEngine:
     `ct` is a CT Volume (HU), a density Volume (g/cm3) or a ready VoxelPhantom. `components` selects what is
     transported: ("electron", "photon") by default; leaving one out drops those particles entirely (their
     energy counts neither as emitted nor deposited), e.g. for electron-only kernels or speed measurements.
-    `cpu_threads`: torch threads during a CPU run (default 1, see CPU_THREADS; None: leave the setting alone).
+    `cpu_threads`: torch threads during a CPU run (None: the caller's setting, or one per torchrun rank; see
+    CPU_THREADS).
     `electron_range_rejection`: electrons that cannot leave their voxel deposit their energy at once
     (transport_electron.py; same voxel doses, fewer steps).
     """
@@ -149,10 +151,14 @@ class MonteCarloEngine:
             track_length_photons: bool = False, stop: Optional[StopRule] = None) -> MonteCarloResult:
         """Simulate up to `histories` decays. `stop` (montecarlo/stopping.py) ends the run earlier at an
         uncertainty goal or a time limit; then batches are equal (see stopping.py) and `n_batches` is ignored.
-        On the CPU the transport runs with `self.cpu_threads` torch threads (restored afterwards)."""
+        On the CPU the transport runs with `self.cpu_threads` torch threads, one per rank under torchrun (the
+        caller's setting is restored afterwards)."""
         from VoxelDosimetryLib.device import torch_threads
 
-        with torch_threads(self.cpu_threads, self.device):
+        threads = self.cpu_threads
+        if threads is None and launched_world() > 1:
+            threads = SHARDED_CPU_THREADS
+        with torch_threads(threads, self.device):
             return self._run(activity, histories, seed, n_batches, batch_size, progress, cancel,
                              track_length_photons, stop)
 
