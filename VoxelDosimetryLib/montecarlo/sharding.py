@@ -59,8 +59,23 @@ def current_shard(device) -> Shard:
     import torch.distributed as dist
 
     if not dist.is_initialized():
+        import atexit
+
         dist.init_process_group(backend="nccl" if getattr(device, "type", "cpu") == "cuda" else "gloo")
+        # leave the group cleanly at exit: a rank that exits with the group alive can abort ("terminate called
+        # without an active exception", seen once in CI with gloo)
+        atexit.register(_leave_group)
     return Shard(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0") or 0))
+
+
+def _leave_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        try:
+            dist.barrier()  # every rank is done (rank 0 may still be writing) before the group goes
+        finally:
+            dist.destroy_process_group()
 
 
 def rank_device(device):
