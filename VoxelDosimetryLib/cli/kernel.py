@@ -151,11 +151,9 @@ def run(args: argparse.Namespace) -> int:
             kernel = _one(args, medium, density, size, progress)
             made.append({"medium": medium, "density_g_cm3": density,
                          "centre_relative_uncertainty": kernel.metadata.get("centre_relative_uncertainty")})
-        from VoxelDosimetryLib.kernels.photon_tail import find_photon_tail
+        from VoxelDosimetryLib.kernels.photon_tail import emits_photons, find_photon_tail
 
-        from VoxelDosimetryLib.physics import get_nuclide
-
-        needs_tail = len(get_nuclide(args.nuclide).photon_lines()) > 0 and args.component != "electron"
+        needs_tail = emits_photons(args.nuclide) and args.component != "electron"
         tail = _tail(args, progress, args.tail_histories) if needs_tail and find_photon_tail(args.nuclide) is None \
             else None
         print(json.dumps({"method": args.for_method, "kernels": made, "photon_tail_made": tail}, indent=1))

@@ -470,8 +470,7 @@ class FFTConvolver:
                     continue
                 part = result[n0:n1, cy:cy + Y, cx:cx + X]
                 if mode == "single":  # a dense copy: never a view that keeps the padded grid alive
-                    out = self._accumulate(out, rows, part.to(out_torch).contiguous() if part.dtype != out_torch
-                                           else part.contiguous(), n_slabs)
+                    out = self._accumulate(out, rows, part.to(out_torch).contiguous(), n_slabs)
                 else:  # many: the engine's dtype, slab rows added in that dtype
                     host = part.cpu().numpy()
                     if n_slabs == 1:

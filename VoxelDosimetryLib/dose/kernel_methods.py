@@ -124,7 +124,7 @@ def _photon_tail(request: DoseRequest, kernel_shapes: list, method: str):
     photon_reach_mm farther than the kernels reach, a total or photon kernel, a nuclide with photons), else None;
     QC warnings say why a wanted tail is missing."""
     from VoxelDosimetryLib.dose.photon_tail import window_for
-    from VoxelDosimetryLib.kernels.photon_tail import find_photon_tail
+    from VoxelDosimetryLib.kernels.photon_tail import emits_photons, find_photon_tail
     from VoxelDosimetryLib.physics import get_nuclide
     from VoxelDosimetryLib.qc import qc_warn
 
@@ -135,7 +135,7 @@ def _photon_tail(request: DoseRequest, kernel_shapes: list, method: str):
     if reach <= window.r1_mm + max(request.ct.spacing):  # the kernels reach that far already
         return None
     the_nuclide = get_nuclide(request.nuclide)
-    if len(the_nuclide.photon_lines()) == 0:  # a pure beta emitter: no photon tail to add
+    if not emits_photons(the_nuclide.name):  # a pure beta emitter: no photon tail to add
         return None
     tail = find_photon_tail(the_nuclide.name)
     if tail is None:

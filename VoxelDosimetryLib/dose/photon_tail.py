@@ -21,6 +21,8 @@ from typing import Sequence
 
 import numpy as np
 
+from VoxelDosimetryLib.kernels.photon_tail import centred_distances_mm
+
 BLEND_START_FRACTION = 0.5  # r0 = r1 / 2: a wide ramp keeps the coarse tail grid coarse
 BLOCKS_PER_RAMP = 6  # coarse block ≈ ramp width / 6: second-order error ≲ 2 % of the dose in the ramp, < 0.5 % beyond
 
@@ -54,15 +56,9 @@ def window_for(kernel_shapes: Sequence[Sequence[int]], spacing_xyz: Sequence[flo
     return TailWindow(BLEND_START_FRACTION * r1, r1)
 
 
-def _offsets_mm(shape_zyx: Sequence[int], step_zyx: Sequence[float]) -> np.ndarray:
-    """Distances (mm) of the cells of a centred odd grid from its centre."""
-    axes = [(np.arange(n) - n // 2) * s for n, s in zip(shape_zyx, step_zyx)]
-    return np.sqrt(axes[0][:, None, None] ** 2 + axes[1][None, :, None] ** 2 + axes[2][None, None, :] ** 2)
-
-
 def near_kernel(values_zyx: np.ndarray, spacing_xyz: Sequence[float], window: TailWindow) -> np.ndarray:
     """The voxel kernel's part inside the window: K · (1 − w(r)), float32 (the FFT precision)."""
-    r = _offsets_mm(values_zyx.shape, tuple(spacing_xyz)[::-1])
+    r = centred_distances_mm(values_zyx.shape, tuple(spacing_xyz)[::-1])
     return (np.asarray(values_zyx, dtype=np.float64) * (1.0 - window.weight(r))).astype(np.float32)
 
 
@@ -130,9 +126,9 @@ def tail_dose(decays_zyx: np.ndarray, spacing_xyz: Sequence[float], tail, window
     step_zyx = tuple(k * s for k, s in zip(f, tuple(spacing_xyz)[::-1]))
     reach = tail.reach_mm if reach_mm is None else min(float(reach_mm), tail.reach_mm)
     half = tuple(min(n - 1, int(math.ceil(reach / s))) for n, s in zip(nodes.shape, step_zyx))
-    r = _offsets_mm(tuple(2 * h + 1 for h in half), step_zyx)
+    r = centred_distances_mm(tuple(2 * h + 1 for h in half), step_zyx)
     kernel = np.where(r <= reach, tail.dose_at(r) * window.weight(r), 0.0).astype(np.float32)
     if not np.any(kernel > 0):
-        return np.zeros(shape)
+        return np.zeros(shape, np.float32)
     nodal = engine.convolve(nodes.contiguous().numpy(), kernel, out_dtype="float32")
     return _from_nodes(torch.from_numpy(nodal), f, shape).contiguous().numpy()

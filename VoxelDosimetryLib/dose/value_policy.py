@@ -107,39 +107,34 @@ def check_result(result, request, record: PolicyRecord, method: str):
     info = dict(result.info)
     info["value_policy"] = {**record.to_info(), "roundoff_negatives_zeroed": roundoff}
     if uncertainty is not None:
-        info["value_policy"].update(uncertainty_summary(dose, uncertainty))
-        info["value_policy"]["median_relative_uncertainty"] = check_statistical_uncertainty(dose, uncertainty,
-                                                                                            method)
+        info["value_policy"].update(check_statistical_uncertainty(dose, uncertainty, method))
     return replace(result, dose=dose, uncertainty=uncertainty, info=info)
 
 
 def uncertainty_summary(dose: Volume, uncertainty: Volume) -> dict:
-    """Median and 90th percentile of the relative uncertainty over the voxels above 10 % of the maximum dose,
-    and their count (empty when there is no dose)."""
+    """Median and 90th percentile of the relative uncertainty over the voxels above 10 % of the maximum dose, and
+    their count; the median is None when there is no dose."""
     values = dose.array
     peak = float(values.max()) if values.size else 0.0
     if not peak > 0:
-        return {}
+        return {"median_relative_uncertainty": None}
     relevant = uncertainty.array[values > HIGH_DOSE_FRACTION * peak]
-    return {"p90_relative_uncertainty": float(np.percentile(relevant, 90)), "uncertainty_voxels": int(relevant.size)}
+    return {"median_relative_uncertainty": float(np.median(relevant)),
+            "p90_relative_uncertainty": float(np.percentile(relevant, 90)), "uncertainty_voxels": int(relevant.size)}
 
 
-def check_statistical_uncertainty(dose: Volume, uncertainty: Volume, method: str) -> float | None:
-    """Median relative uncertainty over the voxels above 10 % of the maximum dose (the MC efficiency measure of
-    docs/MONTE_CARLO.md); QC warning `dose_uncertainty_high` above 10 %. Returns the median (None: no dose)."""
-    values = dose.array
-    peak = float(values.max()) if values.size else 0.0
-    if not peak > 0:
-        return None
-    relevant = values > HIGH_DOSE_FRACTION * peak
-    median = float(np.median(uncertainty.array[relevant]))
-    if median > MAX_MEDIAN_UNCERTAINTY:
+def check_statistical_uncertainty(dose: Volume, uncertainty: Volume, method: str) -> dict:
+    """uncertainty_summary (the median over the voxels above 10 % of the maximum dose is the MC efficiency measure
+    of docs/MONTE_CARLO.md), with the QC warning `dose_uncertainty_high` when the median is above 10 %."""
+    summary = uncertainty_summary(dose, uncertainty)
+    median = summary["median_relative_uncertainty"]
+    if median is not None and median > MAX_MEDIAN_UNCERTAINTY:
         factor = (median / TARGET_UNCERTAINTY) ** 2
         qc_warn("dose_uncertainty_high",
                 f"The {method} dose is noisy: the median relative uncertainty over the voxels above "
                 f"{100 * HIGH_DOSE_FRACTION:g} % of the maximum dose is {100 * median:.0f} %, so voxel values, maxima "
                 f"and DVH tails are not reliable. Run about {factor:.0f} times more histories for "
                 f"{100 * TARGET_UNCERTAINTY:g} % (the uncertainty falls as 1/sqrt(histories)).",
-                method=method, median_relative_uncertainty=median, voxels=int(relevant.sum()),
+                method=method, median_relative_uncertainty=median, voxels=summary["uncertainty_voxels"],
                 threshold=MAX_MEDIAN_UNCERTAINTY)
-    return median
+    return summary

@@ -123,13 +123,24 @@ def write_photon_tail(tail: PhotonTail, path: str | Path) -> Path:
     return write_text_atomic(path, json.dumps(tail.to_json(), indent=1) + "\n")
 
 
+def centred_distances_mm(shape_zyx, step_zyx) -> np.ndarray:
+    """Distance (mm) of every cell of a centred odd grid from its centre cell; `step_zyx` the cell size per axis."""
+    axes = [(np.arange(n) - n // 2) * s for n, s in zip(shape_zyx, step_zyx)]
+    return np.sqrt(axes[0][:, None, None] ** 2 + axes[1][None, :, None] ** 2 + axes[2][None, None, :] ** 2)
+
+
+def emits_photons(nuclide: str) -> bool:
+    """Whether `nuclide` has photon lines (a pure beta emitter needs no photon tail)."""
+    from VoxelDosimetryLib.physics import get_nuclide
+
+    return len(get_nuclide(nuclide).photon_lines()) > 0
+
+
 def radial_table(values_zyx: np.ndarray, voxel_mm: float) -> tuple[np.ndarray, np.ndarray]:
     """Radial profile of a centred cubic kernel: (mean centre distance r̄ in mm, Gy/decay at r̄) for shells one voxel
     wide inside the inscribed sphere, skipping the centre shell."""
-    n = values_zyx.shape[0]
-    c = n // 2
-    axis = (np.arange(n) - c) * voxel_mm
-    r = np.sqrt(axis[:, None, None] ** 2 + axis[None, :, None] ** 2 + axis[None, None, :] ** 2)
+    c = values_zyx.shape[0] // 2
+    r = centred_distances_mm(values_zyx.shape, (voxel_mm,) * 3)
     shell = np.floor(r / voxel_mm + 0.5).astype(np.int64)  # shell k: k-1/2 <= r/voxel < k+1/2
     last = c
     inside = (shell >= 1) & (shell <= last)
@@ -162,9 +173,7 @@ def generate_photon_tail(nuclide: str = "Lu-177", medium: str | None = "soft_tis
                                "photon tail is not needed.")
     mass_kg = kernel.voxel_mass_kg
     energy_kev = kernel.values * mass_kg / MEV_TO_J * 1e3
-    n = kernel.values.shape[0]
-    axis = (np.arange(n) - n // 2) * voxel_mm
-    r = np.sqrt(axis[:, None, None] ** 2 + axis[None, :, None] ** 2 + axis[None, None, :] ** 2)
+    r = centred_distances_mm(kernel.values.shape, (voxel_mm,) * 3)
     order = np.argsort(r, axis=None)
     escaped = max(0.0, emitted - float(energy_kev.sum()))  # carried out of the simulated cube: beyond the table too
     beyond = energy_kev.sum() - np.cumsum(energy_kev.ravel()[order]) + escaped  # beyond each sorted distance
@@ -216,13 +225,16 @@ def _shipped_tails() -> list[Path]:
     return [SHIPPED_DIR / e["file"] for e in index.get("photon_tails", [])]
 
 
-def tail_files() -> list[Path]:
-    """Shipped tails first, then the cache's."""
+def _cached_tails() -> list[Path]:
     from VoxelDosimetryLib.kernels.cache import kernel_cache_dir
 
     folder = kernel_cache_dir()
-    cached = sorted(folder.glob("photon_tail_*.json")) if folder.is_dir() else []
-    return _shipped_tails() + cached
+    return sorted(folder.glob("photon_tail_*.json")) if folder.is_dir() else []
+
+
+def tail_files() -> list[Path]:
+    """Shipped tails first, then the cache's."""
+    return _shipped_tails() + _cached_tails()
 
 
 def find_photon_tail(nuclide: str, medium: str = "soft_tissue") -> Optional[PhotonTail]:
@@ -231,16 +243,17 @@ def find_photon_tail(nuclide: str, medium: str = "soft_tissue") -> Optional[Phot
     from VoxelDosimetryLib.physics import get_nuclide
 
     name = get_nuclide(nuclide).name
+    shipped = _shipped_tails()  # the index is read once per lookup
     found = []
-    for path in tail_files():
+    for path in shipped + _cached_tails():
         try:
             tail = _read_cached(str(path), path.stat().st_mtime_ns)
         except (InputFormatError, OSError):
             continue
         if tail.nuclide == name and tail.medium == medium:
-            found.append(tail)
-            if path in _shipped_tails():
+            if path in shipped:
                 return tail
+            found.append(tail)
     return max(found, key=lambda t: int(t.metadata.get("histories") or 0)) if found else None
 
 

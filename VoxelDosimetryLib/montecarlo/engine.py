@@ -283,12 +283,11 @@ class MonteCarloEngine:
         if shard.sharded:  # merge the ranks: tallies, batch sums of squares, counters; wall time = the slowest
             counters = ["emitted_electron_mev", "emitted_photon_mev", "escaped_electron_mev", "escaped_photon_mev",
                         "local_cut_mev", "electrons", "electron_steps", "photons", "photon_interactions"]
-            merged = torch.tensor([done, batches, t_e, t_p] + [totals[k] for k in counters], dtype=torch.float64,
-                                  device=dev)
+            merged = torch.tensor([done, batches] + [totals[k] for k in counters], dtype=torch.float64, device=dev)
             all_sum(s1, s2, merged)
             done, batches = int(merged[0]), int(merged[1])
             t_e, t_p = all_max(t_e, dev), all_max(t_p, dev)  # like the wall time: the slowest rank
-            for k, v in zip(counters, merged[4:].tolist()):
+            for k, v in zip(counters, merged[2:].tolist()):
                 totals[k] = int(v) if k in ("electrons", "electron_steps", "photons", "photon_interactions") else v
             elapsed = all_max(elapsed, dev)
         if stop.adaptive and (sigma is None or stop_reason != "uncertainty_goal" or shard.sharded):
